@@ -1,0 +1,164 @@
+"""The callback WeChat calls.  The request path, top to bottom:
+
+verify -> decrypt -> parse -> dedup -> journal -> dispatch -> reply -> encrypt
+
+Every refusal is one log line and a 4xx; nothing a request carries can produce a
+500.  A handler that raises still gets WeChat its ``success``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import Blueprint, Response, current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from . import crypto
+from .dispatch import dispatch
+from .messages import Event, Push, PushError, parse_push, parse_xml
+from .replies import MAX_ARTICLES_FOR_EVENT, MAX_ARTICLES_FOR_MESSAGE, render
+from .state import AppState, get_state
+from .store.base import ANSWERED, FAILED
+
+log = logging.getLogger(__name__)
+
+SUCCESS = "success"
+
+
+class Refusal(Exception):
+    """A request we answer with ``status`` and log as ``reason``."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def create_blueprint(path: str) -> Blueprint:
+    blueprint = Blueprint("wechat", __name__)
+    blueprint.add_url_rule(path, "callback", callback, methods=["GET", "POST"])
+    return blueprint
+
+
+def callback() -> Response:
+    state = get_state()
+    try:
+        timestamp, nonce = verify(state)
+        if request.method == "GET":
+            echostr = request.args.get("echostr")
+            if echostr is None:
+                raise Refusal(400, "verification request lacks echostr")
+            return Response(echostr, mimetype="text/plain")
+        return handle_push(state, timestamp, nonce)
+    except Refusal as refusal:
+        log.warning("%s %s refused with %d: %s", request.method, request.path, refusal.status, refusal.reason)
+        return Response(refusal.reason + "\n", status=refusal.status, mimetype="text/plain")
+
+
+def verify(state: AppState) -> tuple[str, str]:
+    """Check the query's signature and timestamp; return ``(timestamp, nonce)``."""
+    args = request.args
+    signature, timestamp, nonce = args.get("signature"), args.get("timestamp"), args.get("nonce")
+    if signature is None or timestamp is None or nonce is None:
+        raise Refusal(400, "query lacks signature, timestamp or nonce")
+    try:
+        sent_at = int(timestamp)
+    except ValueError:
+        raise Refusal(400, f"timestamp is not an integer: {timestamp[:20]!r}") from None
+    skew = abs(time.time() - sent_at)
+    if skew > state.settings.timestamp_tolerance:
+        raise Refusal(403, f"timestamp is {skew:.0f}s away from the server clock")
+    try:
+        crypto.check_signature(signature, state.settings.token, timestamp, nonce)
+    except crypto.SignatureError:
+        raise Refusal(403, "signature does not match WECHAT_TOKEN") from None
+    return timestamp, nonce
+
+
+def handle_push(state: AppState, timestamp: str, nonce: str) -> Response:
+    body = read_body()
+    safe_mode = request.args.get("encrypt_type", "").lower() == "aes"
+    if safe_mode:
+        body = decrypt(state, body, timestamp, nonce)
+    try:
+        push = parse_push(parse_xml(body))
+    except PushError as exc:
+        raise Refusal(400, str(exc)) from None
+
+    key = push.dedup_key
+    if not journal(state, key, push.msg_type, body):
+        outcome = state.store.push_outcome(key)
+        log.info("repeated push %s answered from the first delivery", key)
+        reply_xml = outcome[1] if outcome else None
+    else:
+        reply_xml = answer(state, key, push)
+
+    if reply_xml is None:
+        return Response(SUCCESS, mimetype="text/plain")
+    if safe_mode:
+        reply_xml = crypto.seal(state.envelope, state.settings.token, reply_xml)
+    return Response(reply_xml, mimetype="application/xml")
+
+
+def read_body() -> bytes:
+    """The request body, refused with 413 before it is read whole when too large."""
+    try:
+        return request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        raise Refusal(413, f"body exceeds WECHAT_MAX_BODY_BYTES ({current_app.config['MAX_CONTENT_LENGTH']})") from None
+
+
+def decrypt(state: AppState, body: bytes, timestamp: str, nonce: str) -> bytes:
+    """The XML inside a safe-mode (or compatible-mode) envelope, authenticated by msg_signature."""
+    if state.envelope is None:
+        raise Refusal(403, "encrypted push but WECHAT_ENCODING_AES_KEY is not set")
+    msg_signature = request.args.get("msg_signature")
+    if msg_signature is None:
+        raise Refusal(403, "encrypted push lacks msg_signature")
+    try:
+        encrypted = parse_xml(body).findtext("Encrypt")
+    except PushError as exc:
+        raise Refusal(400, str(exc)) from None
+    if not encrypted or not encrypted.strip():
+        raise Refusal(400, "encrypted push lacks Encrypt")
+    encrypted = encrypted.strip()
+    try:
+        crypto.check_signature(msg_signature, state.settings.token, timestamp, nonce, encrypted)
+        return state.envelope.decrypt(encrypted)
+    except crypto.SignatureError:
+        raise Refusal(403, "msg_signature does not match") from None
+    except crypto.CryptoError as exc:
+        raise Refusal(403, f"Encrypt does not decrypt: {exc}") from None
+
+
+def journal(state: AppState, key: str, kind: str, body: bytes) -> bool:
+    """Record the push; False if it was seen before.
+
+    If the store fails the push is still handled: a possible duplicate is better
+    than a lost message.
+    """
+    try:
+        return state.store.claim_push(key, kind, body, state.settings.dedup_ttl)
+    except Exception:
+        log.exception("store failed to journal push %s; handling it without dedup", key)
+        return True
+
+
+def answer(state: AppState, key: str, push: Push) -> bytes | None:
+    """Dispatch the push and render the reply; record both in the journal."""
+    outcome = dispatch(push, state.plugins, client=state.client, store=state.store)
+    reply, reply_xml = outcome.reply, None
+    status = FAILED if outcome.failures else ANSWERED
+    if reply is not None:
+        limit = MAX_ARTICLES_FOR_EVENT if isinstance(push, Event) else MAX_ARTICLES_FOR_MESSAGE
+        try:
+            reply_xml = render(reply, push.from_user, push.to_user, int(time.time()), limit)
+        except Exception:
+            log.exception("reply to %s could not be rendered", key)
+            status = FAILED
+    try:
+        state.store.finish_push(key, status, reply_xml)
+    except Exception:
+        log.exception("store failed to record the reply to %s", key)
+    return reply_xml

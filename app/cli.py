@@ -1,0 +1,333 @@
+"""The operator's commands: ``flask --app wsgi wechat ...``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime, timezone
+from functools import wraps
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import click
+import requests
+from flask.cli import with_appcontext
+
+from . import jobs
+from .client import WeChatClient
+from .errors import WeChatError
+from .state import get_state
+from .testing import encrypt_push, open_reply, signed_query
+
+
+def _client() -> WeChatClient:
+    return get_state().client
+
+
+def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn WeChat errors and bad input into a one-line message and a non-zero exit."""
+
+    @wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except WeChatError as exc:
+            raise click.ClickException(f"WeChat refused {exc.endpoint}: errcode {exc.errcode}, errmsg {exc.errmsg}")
+        except (ValueError, TimeoutError) as exc:
+            raise click.ClickException(str(exc))
+
+    return run
+
+
+def read_json(path: str, expect: type, what: str) -> Any:
+    """A JSON file's content, checked to be a ``expect`` (list or dict)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise click.BadParameter(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, expect):
+        raise click.BadParameter(f"{path} must hold {what}")
+    return data
+
+
+def read_articles(path: str) -> list[dict[str, Any]]:
+    articles = read_json(path, list, "a JSON array of article objects")
+    for index, article in enumerate(articles):
+        if not isinstance(article, dict):
+            raise click.BadParameter(f"{path}: article {index} is not an object")
+    return articles
+
+
+def iso(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds")
+
+
+@click.group("wechat")
+def wechat_cli() -> None:
+    """Operate the WeChat official account: replay pushes, send messages, inspect jobs and the token."""
+
+
+# --- replay -----------------------------------------------------------------
+
+
+@wechat_cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--url", help="Post to this callback URL instead of the local app.")
+@click.option("--encrypt", is_flag=True, help="Send in safe mode (needs WECHAT_ENCODING_AES_KEY and WECHAT_APP_ID).")
+@with_appcontext
+def replay(file: str, url: str | None, encrypt: bool) -> None:
+    """Sign (and encrypt) a recorded push, post it as WeChat would, and print the reply."""
+    state = get_state()
+    xml = Path(file).read_bytes()
+    token = state.settings.token
+    query = signed_query(token)
+    body = xml
+    if encrypt:
+        if state.envelope is None:
+            raise click.ClickException("--encrypt needs WECHAT_ENCODING_AES_KEY and WECHAT_APP_ID")
+        body, query = encrypt_push(xml, token, state.envelope, query)
+    if url:
+        try:
+            response = requests.post(f"{url}?{urlencode(query)}", data=body, headers={"Content-Type": "text/xml"},
+                                     timeout=10)
+        except requests.RequestException as exc:
+            raise click.ClickException(f"cannot reach {url}: {exc}") from None
+        status, raw = response.status_code, response.content
+    else:
+        from flask import current_app
+
+        response = current_app.test_client().post(f"{state.settings.callback_path}?{urlencode(query)}", data=body,
+                                                  content_type="text/xml")
+        status, raw = response.status_code, response.get_data()
+    if status != 200:
+        raise click.ClickException(f"callback answered {status}: {raw.decode(errors='replace').strip()}")
+    try:
+        reply = open_reply(raw, token, state.envelope) if encrypt else raw
+    except Exception as exc:
+        raise click.ClickException(f"reply does not decrypt: {exc}") from None
+    click.echo(reply.decode("utf-8", errors="replace"))
+
+
+# --- customer-service sends --------------------------------------------------
+
+
+@wechat_cli.group()
+def send() -> None:
+    """Send a customer-service message (within 48 hours of the follower's last message)."""
+
+
+@send.command("text")
+@click.argument("openid")
+@click.argument("content")
+@with_appcontext
+@reports_errors
+def send_text(openid: str, content: str) -> None:
+    """Send CONTENT as text to OPENID."""
+    _client().send_text(openid, content)
+    click.echo(f"sent text to {openid}")
+
+
+@send.command("image")
+@click.argument("openid")
+@click.argument("media_id")
+@with_appcontext
+@reports_errors
+def send_image(openid: str, media_id: str) -> None:
+    """Send the image MEDIA_ID to OPENID."""
+    _client().send_image(openid, media_id)
+    click.echo(f"sent image to {openid}")
+
+
+@send.command("voice")
+@click.argument("openid")
+@click.argument("media_id")
+@with_appcontext
+@reports_errors
+def send_voice(openid: str, media_id: str) -> None:
+    """Send the voice MEDIA_ID to OPENID."""
+    _client().send_voice(openid, media_id)
+    click.echo(f"sent voice to {openid}")
+
+
+@send.command("video")
+@click.argument("openid")
+@click.argument("media_id")
+@click.argument("thumb_media_id")
+@click.option("--title")
+@click.option("--description")
+@with_appcontext
+@reports_errors
+def send_video(openid: str, media_id: str, thumb_media_id: str, title: str | None, description: str | None) -> None:
+    """Send the video MEDIA_ID with its THUMB_MEDIA_ID to OPENID."""
+    _client().send_video(openid, media_id, thumb_media_id, title=title, description=description)
+    click.echo(f"sent video to {openid}")
+
+
+@send.command("music")
+@click.argument("openid")
+@click.argument("music_url")
+@click.argument("hq_music_url")
+@click.argument("thumb_media_id")
+@click.option("--title")
+@click.option("--description")
+@with_appcontext
+@reports_errors
+def send_music(openid: str, music_url: str, hq_music_url: str, thumb_media_id: str, title: str | None,
+               description: str | None) -> None:
+    """Send a music message to OPENID."""
+    _client().send_music(openid, music_url, hq_music_url, thumb_media_id, title=title, description=description)
+    click.echo(f"sent music to {openid}")
+
+
+@send.command("news")
+@click.argument("openid")
+@click.argument("articles", type=click.Path(dir_okay=False))
+@with_appcontext
+@reports_errors
+def send_news(openid: str, articles: str) -> None:
+    """Send the article in ARTICLES.json (an array of title, description, url, picurl) to OPENID."""
+    _client().send_news(openid, read_articles(articles))
+    click.echo(f"sent news to {openid}")
+
+
+# --- articles and mass sends -------------------------------------------------
+
+
+@wechat_cli.command("upload-news")
+@click.argument("articles", type=click.Path(dir_okay=False))
+@with_appcontext
+@reports_errors
+def upload_news(articles: str) -> None:
+    """Upload ARTICLES.json for a mass send (media/uploadnews); prints the media_id."""
+    result = _client().upload_news(read_articles(articles))
+    click.echo(result["media_id"])
+
+
+@wechat_cli.group()
+def mass() -> None:
+    """Mass sends: by tag, to all followers, or to a list of openids."""
+
+
+MASS_CONTENT_OPTIONS = (("text", "text"), ("mpnews", "mpnews"), ("image", "image"), ("voice", "voice"),
+                        ("mpvideo", "mpvideo"))
+
+
+@mass.command("send")
+@click.option("--tag", "tag_id", type=int, help="Send to the followers with this tag id.")
+@click.option("--all", "to_all", is_flag=True, help="Send to every follower.")
+@click.option("--openids", "openids_file", type=click.Path(dir_okay=False),
+              help="Send to the openids in FILE, one a line.")
+@click.option("--text", help="Text content.")
+@click.option("--mpnews", help="media_id from upload-news.")
+@click.option("--image", help="Image media_id.")
+@click.option("--voice", help="Voice media_id.")
+@click.option("--mpvideo", help="Video media_id.")
+@click.option("--send-ignore-reprint", is_flag=True, help="Send even if an article is judged a reprint.")
+@with_appcontext
+@reports_errors
+def mass_send(tag_id: int | None, to_all: bool, openids_file: str | None, send_ignore_reprint: bool,
+              **contents: str | None) -> None:
+    """Mass send; prints the msg_id (one per call for a long openid list)."""
+    targets = [name for name, given in (("--tag", tag_id is not None), ("--all", to_all), ("--openids", openids_file))
+               if given]
+    if len(targets) != 1:
+        raise click.UsageError("give exactly one of --tag ID, --all, --openids FILE")
+    chosen = [(msgtype, value) for msgtype, value in contents.items() if value is not None]
+    if len(chosen) != 1:
+        raise click.UsageError("give exactly one of --text, --mpnews, --image, --voice, --mpvideo")
+    msgtype, content = chosen[0]
+    client = _client()
+    if openids_file:
+        try:
+            lines = Path(openids_file).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise click.BadParameter(f"cannot read {openids_file}: {exc.strerror}") from None
+        msg_ids = client.mass_send_to_openids(lines, msgtype, content, send_ignore_reprint=send_ignore_reprint)
+    else:
+        msg_ids = [client.mass_send_to_tag(msgtype, content, tag_id, send_ignore_reprint=send_ignore_reprint)]
+    for msg_id in msg_ids:
+        click.echo(msg_id)
+
+
+@mass.command("delete")
+@click.argument("msg_id", type=int)
+@click.option("--article-idx", type=int, help="Delete only this article (1-based).")
+@with_appcontext
+@reports_errors
+def mass_delete(msg_id: int, article_idx: int | None) -> None:
+    """Withdraw the mass send MSG_ID."""
+    _client().mass_delete(msg_id, article_idx)
+    click.echo(f"deleted {msg_id}")
+
+
+# --- template messages -------------------------------------------------------
+
+
+@wechat_cli.group()
+def template() -> None:
+    """Template messages."""
+
+
+@template.command("send")
+@click.argument("openid")
+@click.argument("template_id")
+@click.argument("data", type=click.Path(dir_okay=False))
+@click.option("--url", help="Page opened when the follower taps the message.")
+@with_appcontext
+@reports_errors
+def template_send(openid: str, template_id: str, data: str, url: str | None) -> None:
+    """Send template TEMPLATE_ID to OPENID with DATA.json; prints the msgid."""
+    payload = read_json(data, dict, 'the template data object, e.g. {"first": {"value": "..."}}')
+    click.echo(_client().send_template(openid, template_id, payload, url=url))
+
+
+# --- jobs and token ------------------------------------------------------------
+
+
+@wechat_cli.command("jobs")
+@click.option("--status", type=click.Choice(jobs.STATUSES), help="Only jobs with this status.")
+@click.option("--limit", type=int, default=100, show_default=True)
+@with_appcontext
+def list_jobs(status: str | None, limit: int) -> None:
+    """The tracked mass and template sends and their finish results."""
+    rows = get_state().store.list_jobs(status, limit)
+    if not rows:
+        click.echo("no jobs" + (f" with status {status}" if status else ""))
+        return
+    for job in rows:
+        shown = job.finish_status if job.status == jobs.FAILED and job.finish_status else job.status
+        counts = " ".join(f"{name}={job.counts[name]}" for name in ("total", "filter", "sent", "error")
+                          if name in job.counts)
+        click.echo(f"{job.msg_id}\t{job.kind}\t{job.target or '-'}\t{iso(job.created_at)}\t{shown}\t{counts}".rstrip())
+
+
+@wechat_cli.command("token")
+@click.option("--refresh", is_flag=True, help="Fetch a new access token now.")
+@with_appcontext
+@reports_errors
+def token(refresh: bool) -> None:
+    """The access token's state (never the token itself)."""
+    client = _client()
+    if refresh:
+        client.tokens.refresh(force=True)
+    cached = client.tokens.cached()
+    endpoint = client.settings.token_endpoint
+    if cached is None:
+        click.echo(f"access token: none cached (endpoint {endpoint})")
+        return
+    import time
+
+    left = cached.expires_at - time.time()
+    state = "fresh" if cached.fresh else "due for refresh"
+    click.echo(f"access token: {state}, expires in {left:.0f}s at {iso(cached.expires_at)}, "
+               f"fetched at {iso(cached.fetched_at)} from {endpoint}")
+
+
+def main() -> None:  # pragma: no cover - convenience for python -m app.cli
+    sys.exit(wechat_cli())

@@ -1,0 +1,49 @@
+"""Loading handler plugins: modules named in ``WECHAT_PLUGINS`` or registered
+under the entry-point group ``wechat_callback.plugins``.
+
+A plugin is an ordinary module that connects receivers to :mod:`app.signals`
+when it is imported.  Signals are process-wide, so the dispatcher runs a
+receiver from a plugin module only in the apps that loaded that plugin (see
+:func:`runs_in`); receivers connected from anywhere else always run.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+
+from ..settings import SettingsError
+
+ENTRY_POINT_GROUP = "wechat_callback.plugins"
+
+# Every module any app in this process loaded as a plugin.
+_loaded_anywhere: set[str] = set()
+
+
+def load_plugins(names: tuple[str, ...]) -> tuple[str, ...]:
+    """Import the named plugins, then the registered ones; return their module names in order."""
+    loaded: list[str] = []
+    for name in names:
+        try:
+            module = importlib.import_module(name)
+        except Exception as exc:
+            raise SettingsError(f"WECHAT_PLUGINS: cannot import {name!r}: {type(exc).__name__}: {exc}") from None
+        loaded.append(module.__name__)
+    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            module = importlib.import_module(entry_point.module)
+        except Exception as exc:
+            raise SettingsError(
+                f"plugin entry point {entry_point.name!r} ({entry_point.value}) cannot be imported: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+        if module.__name__ not in loaded:
+            loaded.append(module.__name__)
+    _loaded_anywhere.update(loaded)
+    return tuple(loaded)
+
+
+def runs_in(receiver: object, plugins: frozenset[str]) -> bool:
+    """Whether ``receiver`` belongs to an app whose plugins are ``plugins``."""
+    module = getattr(receiver, "__module__", None)
+    return module not in _loaded_anywhere or module in plugins

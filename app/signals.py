@@ -1,0 +1,42 @@
+"""The signals a plugin connects to.  This page is the whole plugin API.
+
+::
+
+    from app.signals import message_received, event_received
+    from app.replies import TextReply
+
+    @message_received.connect_via("text")
+    def echo(sender, message, **extra):
+        return TextReply(message.content)
+
+    @event_received.connect_via("subscribe")
+    def welcome(sender, event, **extra):
+        return "Thanks for following!"
+
+``message_received`` is sent with the message type as sender (``"text"``,
+``"image"``, ``"voice"``, ``"video"``, ``"shortvideo"``, ``"location"``,
+``"link"``, ``"miniprogrampage"``, or whatever new type WeChat sends) and the
+typed message as ``message``.  ``event_received`` is sent with the event name in
+lower case as sender (``"subscribe"``, ``"scan"``, ``"click"``,
+``"masssendjobfinish"``, ...) and the typed event as ``event``.  The send-finish
+events are also sent on their own signals, for code that tracks sends.
+
+Every receiver also gets ``client`` (the :class:`app.client.WeChatClient` for
+outbound calls) and should accept ``**extra`` for what later versions add.
+
+A receiver's return value is the passive reply: a reply from :mod:`app.replies`,
+a ``str`` (a text reply) or ``None``.  The first reply in plugin order wins; the
+other receivers still run.  A receiver that raises is logged with its traceback
+and does not stop the others.
+"""
+
+from __future__ import annotations
+
+from blinker import Namespace
+
+_signals = Namespace()
+
+message_received = _signals.signal("message-received", doc="A follower sent a message; sender is its MsgType.")
+event_received = _signals.signal("event-received", doc="An event arrived; sender is its Event in lower case.")
+mass_send_finished = _signals.signal("mass-send-finished", doc="A MASSSENDJOBFINISH event; sent with event=.")
+template_send_finished = _signals.signal("template-send-finished", doc="A TEMPLATESENDJOBFINISH event; sent with event=.")

@@ -1,0 +1,29 @@
+"""What one app holds: its settings, store, AES envelope and API client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from flask import Flask, current_app
+
+from .crypto import AESEnvelope
+from .settings import Settings
+from .store import Store
+
+if TYPE_CHECKING:
+    from .client import WeChatClient
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    store: Store
+    envelope: AESEnvelope | None
+    client: WeChatClient
+    plugins: frozenset[str]
+
+
+def get_state(app: Flask | None = None) -> AppState:
+    """The :class:`AppState` of ``app``, or of the current app."""
+    return (app or current_app).extensions["wechat"]

@@ -1,0 +1,194 @@
+"""The embedded store: one SQLite file in WAL mode, shared by every worker process.
+
+Each thread of each process opens its own connection (a connection never crosses a
+fork).  Every statement runs in autocommit, and a write that must see a consistent
+row (the upserts) is a single statement, so workers never hold a lock for long.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+
+from ..jobs import Job
+from .base import ANSWERED, FAILED, RECEIVED  # noqa: F401  (re-exported for readers)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS pushes (
+    key TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    body BLOB,
+    received_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    status TEXT NOT NULL,
+    reply BLOB
+);
+CREATE INDEX IF NOT EXISTS pushes_expiry ON pushes (expires_at);
+CREATE TABLE IF NOT EXISTS kv (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    kind TEXT NOT NULL,
+    msg_id TEXT NOT NULL,
+    target TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    status TEXT NOT NULL,
+    finish_status TEXT,
+    counts TEXT NOT NULL DEFAULT '{}',
+    detail TEXT NOT NULL DEFAULT '{}',
+    finished_at REAL,
+    PRIMARY KEY (kind, msg_id)
+);
+CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at);
+"""
+
+# Expired pushes are swept every this many claims, so no request pays for a long delete.
+SWEEP_EVERY = 512
+
+
+class SQLiteStore:
+    def __init__(self, path: str, busy_timeout: float = 10.0) -> None:
+        self.path = path
+        self.busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._claims = 0
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        connection = self._connect()
+        connection.executescript(SCHEMA)
+        connection.close()
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        return connection
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():
+            local.connection = self._connect()
+            local.pid = os.getpid()
+        return local.connection
+
+    def close(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        if connection is not None and self._local.pid == os.getpid():
+            connection.close()
+        self._local = threading.local()
+
+    # --- pushes ---------------------------------------------------------------
+
+    def claim_push(self, key: str, kind: str, body: bytes, ttl: int) -> bool:
+        now = time.time()
+        self._claims += 1
+        if self._claims % SWEEP_EVERY == 0:
+            self.db.execute("DELETE FROM pushes WHERE expires_at < ?", (now,))
+        # An expired record with the same key is replaced; a live one wins.
+        cursor = self.db.execute(
+            "INSERT INTO pushes (key, kind, body, received_at, expires_at, status) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET kind = excluded.kind, body = excluded.body, "
+            "received_at = excluded.received_at, expires_at = excluded.expires_at, status = excluded.status, "
+            "reply = NULL WHERE pushes.expires_at < excluded.received_at",
+            (key, kind, body, now, now + ttl, RECEIVED),
+        )
+        return cursor.rowcount == 1
+
+    def finish_push(self, key: str, status: str, reply: bytes | None) -> None:
+        self.db.execute("UPDATE pushes SET status = ?, reply = ? WHERE key = ?", (status, reply, key))
+
+    def push_outcome(self, key: str) -> tuple[str, bytes | None] | None:
+        row = self.db.execute(
+            "SELECT status, reply FROM pushes WHERE key = ? AND expires_at >= ?", (key, time.time())
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def count_pushes(self) -> int:
+        return self.db.execute("SELECT count(*) FROM pushes").fetchone()[0]
+
+    # --- values ---------------------------------------------------------------
+
+    def get_value(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM kv WHERE key = ? AND expires_at > ?", (key, time.time())).fetchone()
+        return None if row is None else row[0]
+
+    def set_value(self, key: str, value: str, ttl: float) -> None:
+        self.db.execute(
+            "INSERT INTO kv (key, value, expires_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+            (key, value, time.time() + ttl),
+        )
+
+    def add_value(self, key: str, value: str, ttl: float) -> bool:
+        now = time.time()
+        cursor = self.db.execute(
+            "INSERT INTO kv (key, value, expires_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at "
+            "WHERE kv.expires_at <= ?",
+            (key, value, now + ttl, now),
+        )
+        return cursor.rowcount == 1
+
+    def delete_value(self, key: str, expected: str | None = None) -> bool:
+        if expected is None:
+            cursor = self.db.execute("DELETE FROM kv WHERE key = ?", (key,))
+        else:
+            cursor = self.db.execute("DELETE FROM kv WHERE key = ? AND value = ?", (key, expected))
+        return cursor.rowcount == 1
+
+    # --- jobs -----------------------------------------------------------------
+
+    def save_job(self, job: Job) -> None:
+        self.db.execute(
+            "INSERT INTO jobs (kind, msg_id, target, created_at, status, counts, detail) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (kind, msg_id) DO UPDATE SET target = excluded.target, created_at = excluded.created_at, "
+            "detail = json_patch(jobs.detail, excluded.detail)",
+            (job.kind, job.msg_id, job.target, job.created_at, job.status, _dump(job.counts), _dump(job.detail)),
+        )
+
+    def finish_job(self, job: Job) -> None:
+        self.db.execute(
+            "INSERT INTO jobs (kind, msg_id, target, created_at, status, finish_status, counts, detail, finished_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (kind, msg_id) DO UPDATE SET status = excluded.status, "
+            "finish_status = excluded.finish_status, counts = excluded.counts, "
+            "detail = json_patch(jobs.detail, excluded.detail), finished_at = excluded.finished_at",
+            (
+                job.kind, job.msg_id, job.target, job.created_at, job.status, job.finish_status,
+                _dump(job.counts), _dump(job.detail), job.finished_at,
+            ),
+        )
+
+    def get_job(self, kind: str, msg_id: str) -> Job | None:
+        row = self.db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE kind = ? AND msg_id = ?", (kind, msg_id)).fetchone()
+        return None if row is None else _job(row)
+
+    def list_jobs(self, status: str | None = None, limit: int = 100) -> list[Job]:
+        if status is None:
+            rows = self.db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,))
+        else:
+            rows = self.db.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status = ? ORDER BY created_at DESC LIMIT ?", (status, limit)
+            )
+        return [_job(row) for row in rows]
+
+
+_JOB_COLUMNS = "msg_id, kind, target, created_at, status, finish_status, counts, detail, finished_at"
+
+
+def _job(row: tuple) -> Job:
+    msg_id, kind, target, created_at, status, finish_status, counts, detail, finished_at = row
+    return Job(
+        msg_id=msg_id, kind=kind, target=target, created_at=created_at, status=status,
+        finish_status=finish_status, counts=json.loads(counts), detail=json.loads(detail), finished_at=finished_at,
+    )
+
+
+def _dump(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

@@ -1,0 +1,106 @@
+"""The access token's lifecycle: cached in the store, refreshed ahead of expiry,
+one refresh at a time across threads, processes and hosts.
+
+The cache holds one JSON value under ``access_token``.  A refresh takes the lock
+``access_token:lock`` in the store, then reads the cache again: whoever waited
+for the lock finds the token the holder fetched and makes no request of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+CACHE_KEY = "access_token"
+LOCK_KEY = "access_token:lock"
+REFRESH_AHEAD = 300  # seconds before expiry at which a new token is fetched
+LOCK_TTL = 30  # a crashed holder frees the lock after this long
+WAIT_STEP = 0.05
+
+
+@dataclass(frozen=True)
+class CachedToken:
+    token: str
+    expires_at: float
+    fetched_at: float
+    raw: str  # the stored JSON, so a failed token is dropped only if still the one cached
+
+    @property
+    def fresh(self) -> bool:
+        return time.time() < self.expires_at - REFRESH_AHEAD
+
+
+class TokenCache:
+    """``fetch(force)`` asks WeChat for a token and returns ``(token, expires_in)``."""
+
+    def __init__(self, store: Store, fetch: Callable[[bool], tuple[str, int]], wait_timeout: float = 15.0) -> None:
+        self.store = store
+        self.fetch = fetch
+        self.wait_timeout = wait_timeout
+        self._thread_lock = threading.Lock()
+
+    def cached(self) -> CachedToken | None:
+        raw = self.store.get_value(CACHE_KEY)
+        if raw is None:
+            return None
+        try:
+            data = json.loads(raw)
+            return CachedToken(data["token"], float(data["expires_at"]), float(data["fetched_at"]), raw)
+        except (ValueError, KeyError, TypeError):
+            log.error("cached access token is unreadable; fetching a new one")
+            return None
+
+    def get(self) -> str:
+        """A token that is valid for at least a few more minutes."""
+        cached = self.cached()
+        if cached is not None and cached.fresh:
+            return cached.token
+        return self.refresh()
+
+    def invalidate(self, token: str) -> None:
+        """Drop ``token`` from the cache, but only if it is still the one cached."""
+        cached = self.cached()
+        if cached is not None and cached.token == token:
+            self.store.delete_value(CACHE_KEY, expected=cached.raw)
+
+    def refresh(self, failed_token: str | None = None, force: bool = False) -> str:
+        """Fetch a new token, unless another thread or process just did.
+
+        ``failed_token`` is one WeChat refused: a cached copy of it does not count
+        as fresh, and WeChat is asked to issue a new one.  ``force`` always fetches.
+        """
+
+        def usable(cached: CachedToken | None) -> bool:
+            return not force and cached is not None and cached.fresh and cached.token != failed_token
+
+        deadline = time.monotonic() + self.wait_timeout
+        with self._thread_lock:
+            owner = secrets.token_hex(8)
+            while not self.store.add_value(LOCK_KEY, owner, LOCK_TTL):
+                cached = self.cached()
+                if usable(cached):
+                    return cached.token
+                if time.monotonic() > deadline:
+                    raise TimeoutError("waited too long for another worker to refresh the access token")
+                time.sleep(WAIT_STEP)
+            try:
+                cached = self.cached()
+                if usable(cached):
+                    return cached.token
+                token, expires_in = self.fetch(force or failed_token is not None)
+                now = time.time()
+                value = json.dumps({"token": token, "expires_at": now + expires_in, "fetched_at": now})
+                self.store.set_value(CACHE_KEY, value, expires_in)
+                log.info("fetched a new access token, valid for %ds", expires_in)
+                return token
+            finally:
+                self.store.delete_value(LOCK_KEY, expected=owner)
