@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -40,7 +41,6 @@ _PARSER = etree.XMLParser(
     huge_tree=False,
     remove_comments=True,
     remove_pis=True,
-    collect_ids=False,
 )
 
 
@@ -51,6 +51,9 @@ def parse_xml(body: bytes) -> etree._Element:
     except UnicodeDecodeError as exc:
         raise PushError(f"body is not UTF-8 (byte {exc.start})") from None
     body = body.translate(None, FORBIDDEN_CONTROL_BYTES)
+    if _has_doctype(body):
+        # Refused before lxml sees it: libxml2 may open a SYSTEM DTD even when told not to load one.
+        raise PushError("body has a DOCTYPE; pushes never do")
     try:
         root = etree.fromstring(body, _PARSER)
     except etree.XMLSyntaxError as exc:
@@ -61,6 +64,21 @@ def parse_xml(body: bytes) -> etree._Element:
     if docinfo.doctype or docinfo.internalDTD is not None:
         raise PushError("body has a DOCTYPE; pushes never do")
     return root
+
+
+def _has_doctype(body: bytes) -> bool:
+    """Whether the prolog (before the root element) holds a ``<!DOCTYPE``."""
+    position = 0
+    while (position := body.find(b"<", position)) != -1:
+        if body.startswith(b"<?", position):
+            position = body.find(b"?>", position)
+        elif body.startswith(b"<!--", position):
+            position = body.find(b"-->", position)
+        else:
+            return body.startswith(b"<!DOCTYPE", position)
+        if position == -1:
+            return False
+    return False
 
 
 def read_fields(root: etree._Element) -> dict[str, str]:
@@ -96,7 +114,13 @@ def xml_items(path: str, item: type) -> Any:
     return field(default=(), metadata={"tag": path, "items": item})
 
 
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
 def _integer(text: str) -> int:
+    """ASCII digits only: Python's int() would also take "1_000" and full-width digits."""
+    if not _INTEGER.fullmatch(text):
+        raise ValueError(text)
     return int(text)
 
 
@@ -384,6 +408,12 @@ class SubscribeMsgEvent(Event):
 
     items: tuple[SubscribeMsgItem, ...] = xml_items("*/List", SubscribeMsgItem)
 
+    @property
+    def dedup_key(self) -> str:
+        # Several of these can reach one follower in one second; what tells them apart is in the items.
+        items = ",".join(f"{i.template_id}/{i.msg_id or ''}/{i.subscribe_status or ''}" for i in self.items)
+        return f"{Event.dedup_key.fget(self)}:{items}"  # slots dataclasses cannot use super()
+
 
 @_frozen
 class KfSessionEvent(Event):
@@ -450,7 +480,7 @@ def parse_push(root: etree._Element) -> Push:
     if missing:
         raise PushError(f"push lacks {', '.join(missing)}")
     try:
-        create_time = int(fields["CreateTime"])
+        create_time = _integer(fields["CreateTime"])
     except ValueError:
         raise PushError(f"CreateTime is not a valid integer: {fields['CreateTime'][:40]!r}") from None
     if "MsgID" in fields and "MsgId" not in fields:

@@ -1,0 +1,49 @@
+"""Shared fixtures: an app on a real SQLite file, in plaintext and in safe mode."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app import create_app
+from app.testing import PushClient
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+TOKEN = "wx_callback_token"
+APP_ID = "wx3c1e9e2f5a7b9d01"
+AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+
+
+def make_app(tmp_path: Path, **overrides: object):
+    config: dict[str, object] = {
+        "WECHAT_TOKEN": TOKEN,
+        "WECHAT_APP_ID": APP_ID,
+        "WECHAT_ENCODING_AES_KEY": AES_KEY,
+        "WECHAT_STORE_URL": f"sqlite:///{tmp_path}/store.sqlite3",
+        "WECHAT_PLUGINS": "app.plugins.echo",
+    }
+    config.update(overrides)
+    return create_app(config)
+
+
+@pytest.fixture
+def app(tmp_path):
+    return make_app(tmp_path)
+
+
+@pytest.fixture
+def plain(app):
+    """Posts plaintext pushes to the echo app."""
+    return PushClient(app)
+
+
+@pytest.fixture
+def safe(app):
+    """Posts safe-mode (AES) pushes to the echo app."""
+    return PushClient(app, safe_mode=True)
+
+
+def fixture(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
