@@ -46,7 +46,7 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
         store=store,
         envelope=envelope,
         client=WeChatClient(settings, store),
-        plugins=frozenset(plugins),
+        plugins=plugins,
     )
     app.register_blueprint(create_blueprint(settings.callback_path))
 

@@ -1,8 +1,9 @@
 """Sending a typed push through the signals and picking the reply.
 
 blinker's own ``send`` stops at the first receiver that raises and does not
-promise an order; here every receiver runs, in the order plugins connected them,
-and a failing one is logged without stopping the others.
+promise an order.  Here every receiver runs, plugins first in the order the app
+lists them (``WECHAT_PLUGINS``, then entry points), each plugin's receivers in
+the order it connected them; a receiver that raises is logged and skipped.
 """
 
 from __future__ import annotations
@@ -10,15 +11,14 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Iterator
-from typing import Any
-
 from dataclasses import dataclass
+from typing import Any
 
 from blinker import Signal
 
 from . import signals
-from .plugins import runs_in
 from .messages import Event, MassSendJobFinishEvent, Message, Push, TemplateSendJobFinishEvent
+from .plugins import is_plugin_module
 from .replies import Reply, as_reply
 
 log = logging.getLogger(__name__)
@@ -30,17 +30,15 @@ class Outcome:
     failures: int = 0
 
 
-def dispatch(push: Push, plugins: frozenset[str], **extra: Any) -> Outcome:
+def dispatch(push: Push, plugins: tuple[str, ...], **extra: Any) -> Outcome:
     """Run every receiver of ``push``; the first reply in plugin order wins.
 
-    ``plugins`` are the plugin modules of the app handling the push; ``extra``
-    (the client, the store) is passed to every receiver.
+    ``plugins`` are the plugin modules of the app handling the push, in order;
+    ``extra`` (the client, the store) is passed to every receiver.
     """
     outcome = Outcome()
     for signal, sender, kwargs in _deliveries(push):
-        for receiver in ordered_receivers(signal, sender):
-            if not runs_in(receiver, plugins):
-                continue
+        for receiver in receivers_in_order(signal, sender, plugins):
             try:
                 result = as_reply(receiver(sender, **kwargs, **extra))
             except Exception:
@@ -64,17 +62,28 @@ def _deliveries(push: Push) -> Iterator[tuple[Signal, str, dict[str, Any]]]:
         yield signals.message_received, push.msg_type.lower(), {"message": push}
 
 
-def ordered_receivers(signal: Signal, sender: str) -> list:
-    """The receivers for ``sender`` in the order they were connected."""
+def receivers_in_order(signal: Signal, sender: str, plugins: tuple[str, ...]) -> list[Any]:
+    """The receivers of ``sender`` that run in an app with ``plugins``, in plugin order.
+
+    A receiver from a plugin module runs only in the apps that loaded that plugin
+    (signals are process-wide); receivers from other modules run everywhere, after
+    the plugins' ones.
+    """
     matching = list(signal.receivers_for(sender))
-    if len(matching) < 2:
-        return matching
-    ordered = []
-    for ref in signal.receivers.values():
+    if not matching:
+        return []
+    rank = {name: index for index, name in enumerate(plugins)}
+    chosen = []
+    for position, ref in enumerate(signal.receivers.values()):
         receiver = ref() if isinstance(ref, weakref.ref) else ref
-        if receiver is not None and receiver in matching:
-            ordered.append(receiver)
-    return ordered
+        if receiver is None or receiver not in matching:
+            continue
+        module = getattr(receiver, "__module__", None)
+        if module in rank:
+            chosen.append((rank[module], position, receiver))
+        elif not is_plugin_module(module):
+            chosen.append((len(rank), position, receiver))
+    return [receiver for _, _, receiver in sorted(chosen, key=lambda item: item[:2])]
 
 
 def _name(receiver: object) -> str:

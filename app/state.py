@@ -21,7 +21,7 @@ class AppState:
     store: Store
     envelope: AESEnvelope | None
     client: WeChatClient
-    plugins: frozenset[str]
+    plugins: tuple[str, ...]  # plugin modules, in the order their replies win
 
 
 def get_state(app: Flask | None = None) -> AppState:

@@ -17,11 +17,16 @@ AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 
 
 def make_app(tmp_path: Path, **overrides: object):
+    """The echo app with safe mode available, its store a SQLite file under ``tmp_path``."""
+    return make_app_at(f"{tmp_path}/store.sqlite3", **overrides)
+
+
+def make_app_at(store_path: str, **overrides: object):
     config: dict[str, object] = {
         "WECHAT_TOKEN": TOKEN,
         "WECHAT_APP_ID": APP_ID,
         "WECHAT_ENCODING_AES_KEY": AES_KEY,
-        "WECHAT_STORE_URL": f"sqlite:///{tmp_path}/store.sqlite3",
+        "WECHAT_STORE_URL": f"sqlite:///{store_path}",
         "WECHAT_PLUGINS": "app.plugins.echo",
     }
     config.update(overrides)

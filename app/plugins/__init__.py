@@ -3,8 +3,8 @@ under the entry-point group ``wechat_callback.plugins``.
 
 A plugin is an ordinary module that connects receivers to :mod:`app.signals`
 when it is imported.  Signals are process-wide, so the dispatcher runs a
-receiver from a plugin module only in the apps that loaded that plugin (see
-:func:`runs_in`); receivers connected from anywhere else always run.
+receiver from a plugin module only in the apps that loaded that plugin;
+receivers connected from anywhere else always run.
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ def load_plugins(names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(loaded)
 
 
-def runs_in(receiver: object, plugins: frozenset[str]) -> bool:
-    """Whether ``receiver`` belongs to an app whose plugins are ``plugins``."""
-    module = getattr(receiver, "__module__", None)
-    return module not in _loaded_anywhere or module in plugins
+def is_plugin_module(name: str | None) -> bool:
+    """Whether some app in this process loaded the module ``name`` as a plugin."""
+    return name in _loaded_anywhere
