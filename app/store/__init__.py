@@ -15,7 +15,10 @@ def open_store(url: str) -> Store:
 
         return SQLiteStore(url[len("sqlite:///") :])
     if url.startswith(("redis://", "rediss://")):
-        from .redis import RedisStore
+        try:
+            from .redis import RedisStore
+        except ImportError:
+            raise ValueError("the Redis store needs the redis package: pip install 'wechat-callback[redis]'") from None
 
         return RedisStore(url)
     raise ValueError(f"unknown store scheme in {url!r}")

@@ -1,0 +1,121 @@
+"""The store interface, on a real SQLite file and a real Redis server alike."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from app.jobs import FAILED, Job, SUBMITTED, SUCCEEDED
+from app.store import open_store
+from app.store.base import ANSWERED
+from app.testing import PushClient, text_push
+from tests.conftest import make_app
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/store.sqlite3"
+    return request.getfixturevalue("empty_redis")
+
+
+@pytest.fixture
+def store(store_url):
+    opened = open_store(store_url)
+    yield opened
+    opened.close()
+
+
+def test_a_push_is_claimed_once(store):
+    assert store.claim_push("msg:1", "text", b"<xml/>", 60) is True
+    assert store.claim_push("msg:1", "text", b"<xml/>", 60) is False
+    assert store.claim_push("msg:2", "text", b"<xml/>", 60) is True
+
+
+def test_the_outcome_of_a_push_is_kept(store):
+    assert store.push_outcome("msg:1") is None
+    store.claim_push("msg:1", "text", b"<xml/>", 60)
+    assert store.push_outcome("msg:1") == ("received", None)
+    store.finish_push("msg:1", ANSWERED, b"<xml>reply</xml>")
+    assert store.push_outcome("msg:1") == (ANSWERED, b"<xml>reply</xml>")
+
+
+def test_a_claim_expires(store):
+    assert store.claim_push("msg:short", "text", b"<xml/>", 1)
+    time.sleep(1.2)
+    assert store.claim_push("msg:short", "text", b"<xml/>", 60) is True
+    assert store.push_outcome("msg:short") == ("received", None)
+
+
+def test_values_expire_and_add_only_where_absent(store):
+    assert store.get_value("k") is None
+    assert store.add_value("k", "first", 60) is True
+    assert store.add_value("k", "second", 60) is False
+    assert store.get_value("k") == "first"
+    store.set_value("k", "third", 60)
+    assert store.get_value("k") == "third"
+    store.set_value("brief", "x", 0.3)
+    time.sleep(0.5)
+    assert store.get_value("brief") is None
+    assert store.add_value("brief", "again", 60) is True
+
+
+def test_delete_only_the_expected_value(store):
+    store.set_value("lock", "mine", 60)
+    assert store.delete_value("lock", expected="theirs") is False
+    assert store.get_value("lock") == "mine"
+    assert store.delete_value("lock", expected="mine") is True
+    assert store.get_value("lock") is None
+
+
+def test_a_job_goes_from_submitted_to_its_finish(store):
+    store.save_job(Job(msg_id="1001", kind="mass", target="tag:2", created_at=100.0, detail={"msgtype": "text"}))
+    assert store.get_job("mass", "1001").status == SUBMITTED
+    store.finish_job(Job(msg_id="1001", kind="mass", created_at=200.0, status=SUCCEEDED,
+                         finish_status="send success", counts={"total": 10, "sent": 9}, finished_at=201.0))
+    job = store.get_job("mass", "1001")
+    assert (job.status, job.finish_status, job.target, job.created_at) == (SUCCEEDED, "send success", "tag:2", 100.0)
+    assert job.counts == {"total": 10, "sent": 9}
+    assert job.detail == {"msgtype": "text"}
+
+
+def test_a_finish_that_arrives_first_is_kept_when_the_send_is_recorded(store):
+    store.finish_job(Job(msg_id="77", kind="template", created_at=200.0, status=FAILED,
+                         finish_status="failed:user block", finished_at=201.0))
+    store.save_job(Job(msg_id="77", kind="template", target="openid:o1", created_at=150.0,
+                       detail={"template_id": "T"}))
+    job = store.get_job("template", "77")
+    assert (job.status, job.finish_status, job.target) == (FAILED, "failed:user block", "openid:o1")
+    assert job.detail == {"template_id": "T"}
+
+
+def test_jobs_are_listed_newest_first_and_filtered(store):
+    for index, status in enumerate([SUBMITTED, SUCCEEDED, FAILED, SUCCEEDED]):
+        store.save_job(Job(msg_id=str(index), kind="mass", created_at=float(index)))
+        if status != SUBMITTED:
+            store.finish_job(Job(msg_id=str(index), kind="mass", status=status, finish_status="x"))
+    assert [job.msg_id for job in store.list_jobs()] == ["3", "2", "1", "0"]
+    assert [job.msg_id for job in store.list_jobs(SUCCEEDED)] == ["3", "1"]
+    assert [job.msg_id for job in store.list_jobs(limit=2)] == ["3", "2"]
+    assert store.list_jobs("no-such-status") == []
+
+
+def test_the_callback_dedups_on_either_store(tmp_path, store_url):
+    from app.signals import message_received
+
+    handled = []
+    xml = text_push("once")
+    with message_received.connected_to(lambda sender, message, **extra: handled.append(message.msg_id)):
+        first = PushClient(make_app(tmp_path / "a", WECHAT_STORE_URL=store_url)).post(xml)
+        again = PushClient(make_app(tmp_path / "b", WECHAT_STORE_URL=store_url)).post(xml)
+    assert len(handled) == 1
+    assert first.content == again.content == "once"
+
+
+def test_an_unreachable_redis_stops_start_up(tmp_path):
+    from app import SettingsError
+    from tests.redis_server import free_port
+
+    with pytest.raises(SettingsError, match="WECHAT_STORE_URL"):
+        make_app(tmp_path, WECHAT_STORE_URL=f"redis://127.0.0.1:{free_port()}/0")
