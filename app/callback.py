@@ -53,6 +53,7 @@ def callback() -> Response:
         return handle_push(state, timestamp, nonce)
     except Refusal as refusal:
         log.warning("%s %s refused with %d: %s", request.method, request.path, refusal.status, refusal.reason)
+        count(state, f"refused_{refusal.status}")
         return Response(refusal.reason + "\n", status=refusal.status, mimetype="text/plain")
 
 
@@ -149,7 +150,10 @@ def answer(state: AppState, key: str, push: Push) -> bytes | None:
     """Dispatch the push and render the reply; record both in the journal."""
     outcome = dispatch(push, state.plugins, client=state.client, store=state.store)
     reply, reply_xml = outcome.reply, None
-    status = FAILED if outcome.failures else ANSWERED
+    status = ANSWERED
+    if outcome.failures:
+        status = FAILED
+        count(state, "handler_failures", outcome.failures)
     if reply is not None:
         limit = MAX_ARTICLES_FOR_EVENT if isinstance(push, Event) else MAX_ARTICLES_FOR_MESSAGE
         try:
@@ -162,3 +166,11 @@ def answer(state: AppState, key: str, push: Push) -> bytes | None:
     except Exception:
         log.exception("store failed to record the reply to %s", key)
     return reply_xml
+
+
+def count(state: AppState, name: str, amount: int = 1) -> None:
+    """Count a rare event for /metrics; a store failure here is logged, never raised."""
+    try:
+        state.store.increment(name, amount)
+    except Exception:
+        log.exception("store failed to count %s", name)

@@ -119,3 +119,11 @@ def test_an_unreachable_redis_stops_start_up(tmp_path):
 
     with pytest.raises(SettingsError, match="WECHAT_STORE_URL"):
         make_app(tmp_path, WECHAT_STORE_URL=f"redis://127.0.0.1:{free_port()}/0")
+
+
+def test_counters_add_up(store):
+    assert store.counters() == {}
+    store.increment("refused_403")
+    store.increment("refused_403", 2)
+    store.increment("handler_failures")
+    assert store.counters() == {"refused_403": 3, "handler_failures": 1}

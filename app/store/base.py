@@ -2,7 +2,8 @@
 
 * pushes: the retry dedup and the journal in one record per push;
 * values: short strings with an expiry, for the access token and its refresh lock;
-* jobs: the mass and template sends and their finish results.
+* jobs: the mass and template sends and their finish results;
+* counters: rare events (refusals, handler failures) for the metrics endpoint.
 """
 
 from __future__ import annotations
@@ -49,5 +50,11 @@ class Store(Protocol):
 
     def list_jobs(self, status: str | None = None, limit: int = 100) -> list[Job]:
         """Newest first, optionally only those with ``status``."""
+
+    # --- counters -------------------------------------------------------------
+    def increment(self, name: str, amount: int = 1) -> None:
+        """Add ``amount`` to the counter ``name`` (kept for rare events only: refusals, failures)."""
+
+    def counters(self) -> dict[str, int]: ...
 
     def close(self) -> None: ...

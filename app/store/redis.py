@@ -97,6 +97,14 @@ class RedisStore:
             return bool(self.redis.delete(name))
         return bool(self._delete_if(keys=[name], args=[expected]))
 
+    # --- counters -------------------------------------------------------------
+
+    def increment(self, name: str, amount: int = 1) -> None:
+        self.redis.hincrby(PREFIX + "counters", name, amount)
+
+    def counters(self) -> dict[str, int]:
+        return {name.decode(): int(value) for name, value in self.redis.hgetall(PREFIX + "counters").items()}
+
     # --- jobs -----------------------------------------------------------------
 
     def save_job(self, job: Job) -> None:

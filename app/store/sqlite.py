@@ -45,6 +45,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     PRIMARY KEY (kind, msg_id)
 );
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at);
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
 """
 
 # Expired pushes are swept every this many claims, so no request pays for a long delete.
@@ -141,6 +145,17 @@ class SQLiteStore:
         else:
             cursor = self.db.execute("DELETE FROM kv WHERE key = ? AND value = ?", (key, expected))
         return cursor.rowcount == 1
+
+    # --- counters -------------------------------------------------------------
+
+    def increment(self, name: str, amount: int = 1) -> None:
+        self.db.execute(
+            "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + ?",
+            (name, amount, amount),
+        )
+
+    def counters(self) -> dict[str, int]:
+        return dict(self.db.execute("SELECT name, value FROM counters"))
 
     # --- jobs -----------------------------------------------------------------
 
