@@ -107,7 +107,9 @@ def new_nonce() -> str:
     return str(secrets.randbelow(10**10))
 
 
-def seal(envelope: AESEnvelope, token: str, xml: bytes, timestamp: int | None = None, nonce: str | None = None) -> bytes:
+def seal(
+    envelope: AESEnvelope, token: str, xml: bytes, timestamp: int | None = None, nonce: str | None = None
+) -> bytes:
     """Encrypt ``xml`` and wrap it in the signed envelope a safe-mode reply carries."""
     timestamp_text = str(int(time.time()) if timestamp is None else timestamp)
     nonce = nonce or new_nonce()

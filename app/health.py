@@ -42,19 +42,25 @@ def metrics():
         log.error("metrics: store does not answer: %s", exc)
         return Response("# store unavailable\n", status=503, mimetype="text/plain")
 
-    lines += ["# HELP wechat_refusals_total Callback requests refused, by HTTP status.",
-              "# TYPE wechat_refusals_total counter"]
+    lines += [
+        "# HELP wechat_refusals_total Callback requests refused, by HTTP status.",
+        "# TYPE wechat_refusals_total counter",
+    ]
     for status in (400, 403, 413):
         lines.append(f'wechat_refusals_total{{status="{status}"}} {counters.get(f"refused_{status}", 0)}')
-    lines += ["# HELP wechat_handler_failures_total Receivers that raised.",
-              "# TYPE wechat_handler_failures_total counter",
-              f"wechat_handler_failures_total {counters.get('handler_failures', 0)}"]
+    lines += [
+        "# HELP wechat_handler_failures_total Receivers that raised.",
+        "# TYPE wechat_handler_failures_total counter",
+        f"wechat_handler_failures_total {counters.get('handler_failures', 0)}",
+    ]
     lines += ["# HELP wechat_jobs Tracked send jobs (newest 10,000), by kind and status.", "# TYPE wechat_jobs gauge"]
     for kind in ("mass", "template"):
         for status in STATUSES:
             count = sum(1 for job in jobs if job.kind == kind and job.status == status)
             lines.append(f'wechat_jobs{{kind="{kind}",status="{status}"}} {count}')
-    lines += ["# HELP wechat_access_token_expires_in_seconds Seconds until the cached access token expires.",
-              "# TYPE wechat_access_token_expires_in_seconds gauge",
-              f"wechat_access_token_expires_in_seconds {max(0, int(cached.expires_at - time.time())) if cached else 0}"]
+    lines += [
+        "# HELP wechat_access_token_expires_in_seconds Seconds until the cached access token expires.",
+        "# TYPE wechat_access_token_expires_in_seconds gauge",
+        f"wechat_access_token_expires_in_seconds {max(0, int(cached.expires_at - time.time())) if cached else 0}",
+    ]
     return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")

@@ -115,7 +115,9 @@ class NewsReply:
         if len(articles) > limit:
             log.error(
                 "news reply has %d articles but WeChat shows at most %d here; sending the first %d",
-                len(articles), limit, limit,
+                len(articles),
+                limit,
+                limit,
             )
             articles = articles[:limit]
         items = "".join(article.body() for article in articles)
@@ -148,7 +150,9 @@ def as_reply(value: object) -> Reply | None:
     raise TypeError(f"a handler returned {type(value).__name__}; return a reply from app.replies, a str or None")
 
 
-def render(reply: Reply, to_user: str, from_user: str, create_time: int, article_limit: int = MAX_ARTICLES_FOR_EVENT) -> bytes:
+def render(
+    reply: Reply, to_user: str, from_user: str, create_time: int, article_limit: int = MAX_ARTICLES_FOR_EVENT
+) -> bytes:
     """The reply's XML, addressed from ``from_user`` to ``to_user``."""
     body = reply.body(article_limit) if isinstance(reply, NewsReply) else reply.body()
     return (

@@ -96,7 +96,9 @@ def load_settings(
 
     token_endpoint = text("WECHAT_TOKEN_ENDPOINT") or "stable_token"
     if token_endpoint not in TOKEN_ENDPOINTS:
-        raise SettingsError(f"WECHAT_TOKEN_ENDPOINT must be one of {', '.join(TOKEN_ENDPOINTS)}, got {token_endpoint!r}")
+        raise SettingsError(
+            f"WECHAT_TOKEN_ENDPOINT must be one of {', '.join(TOKEN_ENDPOINTS)}, got {token_endpoint!r}"
+        )
 
     return Settings(
         token=token,

@@ -39,4 +39,6 @@ _signals = Namespace()
 message_received = _signals.signal("message-received", doc="A follower sent a message; sender is its MsgType.")
 event_received = _signals.signal("event-received", doc="An event arrived; sender is its Event in lower case.")
 mass_send_finished = _signals.signal("mass-send-finished", doc="A MASSSENDJOBFINISH event; sent with event=.")
-template_send_finished = _signals.signal("template-send-finished", doc="A TEMPLATESENDJOBFINISH event; sent with event=.")
+template_send_finished = _signals.signal(
+    "template-send-finished", doc="A TEMPLATESENDJOBFINISH event; sent with event=."
+)

@@ -31,8 +31,14 @@ from .state import get_state
 _msg_ids = itertools.count(int(time.time() * 1000) * 1000)
 
 
-def build_push(msg_type: str, fields: dict[str, object] | None = None, *, to_user: str = "gh_test",
-               from_user: str = "o_test_user", create_time: int | None = None) -> bytes:
+def build_push(
+    msg_type: str,
+    fields: dict[str, object] | None = None,
+    *,
+    to_user: str = "gh_test",
+    from_user: str = "o_test_user",
+    create_time: int | None = None,
+) -> bytes:
     """A push as WeChat would send it: strings in CDATA, integers bare."""
     parts = [
         f"<ToUserName>{cdata(to_user)}</ToUserName>",
@@ -56,17 +62,21 @@ def event_push(event: str, fields: dict[str, object] | None = None, **options: o
     return build_push("event", {"Event": event, **(fields or {})}, **options)
 
 
-def signed_query(token: str, *, timestamp: int | None = None, nonce: str | None = None,
-                 **extra: str) -> dict[str, str]:
+def signed_query(token: str, *, timestamp: int | None = None, nonce: str | None = None, **extra: str) -> dict[str, str]:
     """``signature``, ``timestamp`` and ``nonce`` as WeChat puts them in the callback URL."""
     timestamp_text = str(int(time.time()) if timestamp is None else timestamp)
     nonce = nonce or crypto.new_nonce()
-    return {"signature": crypto.sign(token, timestamp_text, nonce), "timestamp": timestamp_text, "nonce": nonce,
-            **extra}
+    return {
+        "signature": crypto.sign(token, timestamp_text, nonce),
+        "timestamp": timestamp_text,
+        "nonce": nonce,
+        **extra,
+    }
 
 
-def encrypt_push(xml: bytes, token: str, envelope: crypto.AESEnvelope, query: dict[str, str],
-                 *, to_user: str = "gh_test") -> tuple[bytes, dict[str, str]]:
+def encrypt_push(
+    xml: bytes, token: str, envelope: crypto.AESEnvelope, query: dict[str, str], *, to_user: str = "gh_test"
+) -> tuple[bytes, dict[str, str]]:
     """The safe-mode body for ``xml`` and the query that goes with it (``encrypt_type``, ``msg_signature``)."""
     encrypted = envelope.encrypt(xml)
     msg_signature = crypto.sign(token, query["timestamp"], query["nonce"], encrypted)
@@ -80,8 +90,9 @@ def open_reply(body: bytes, token: str, envelope: crypto.AESEnvelope | None) -> 
         return body
     root = etree.fromstring(body)
     encrypted = root.findtext("Encrypt")
-    crypto.check_signature(root.findtext("MsgSignature"), token, root.findtext("TimeStamp"), root.findtext("Nonce"),
-                           encrypted)
+    crypto.check_signature(
+        root.findtext("MsgSignature"), token, root.findtext("TimeStamp"), root.findtext("Nonce"), encrypted
+    )
     return envelope.decrypt(encrypted)
 
 
@@ -127,8 +138,9 @@ class PushClient:
         body = xml
         if self.safe_mode:
             body, query = encrypt_push(xml, token, self.state.envelope, query)
-        response = self.client.post(f"{self.state.settings.callback_path}?{urlencode(query)}", data=body,
-                                    content_type="text/xml")
+        response = self.client.post(
+            f"{self.state.settings.callback_path}?{urlencode(query)}", data=body, content_type="text/xml"
+        )
         raw = response.get_data()
         opened = open_reply(raw, token, self.state.envelope) if self.safe_mode and response.status_code == 200 else raw
         return Reply(response.status_code, opened, raw)

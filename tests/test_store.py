@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from app.jobs import FAILED, Job, SUBMITTED, SUCCEEDED
+from app.jobs import FAILED, SUBMITTED, SUCCEEDED, Job
 from app.store import open_store
 from app.store.base import ANSWERED
 from app.testing import PushClient, text_push

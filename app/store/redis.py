@@ -108,15 +108,24 @@ class RedisStore:
     # --- jobs -----------------------------------------------------------------
 
     def save_job(self, job: Job) -> None:
-        self._write_job(job, always={"target": job.target, "created_at": job.created_at,
-                                     "send_detail": _dump(job.detail)},
-                        if_absent={"status": job.status, "counts": _dump(job.counts)})
+        self._write_job(
+            job,
+            always={"target": job.target, "created_at": job.created_at, "send_detail": _dump(job.detail)},
+            if_absent={"status": job.status, "counts": _dump(job.counts)},
+        )
 
     def finish_job(self, job: Job) -> None:
-        self._write_job(job, always={"status": job.status, "finish_status": job.finish_status or "",
-                                     "counts": _dump(job.counts), "finish_detail": _dump(job.detail),
-                                     "finished_at": job.finished_at or time.time()},
-                        if_absent={"target": job.target, "created_at": job.created_at})
+        self._write_job(
+            job,
+            always={
+                "status": job.status,
+                "finish_status": job.finish_status or "",
+                "counts": _dump(job.counts),
+                "finish_detail": _dump(job.detail),
+                "finished_at": job.finished_at or time.time(),
+            },
+            if_absent={"target": job.target, "created_at": job.created_at},
+        )
 
     def _write_job(self, job: Job, always: dict, if_absent: dict) -> None:
         args: list = [job.created_at, f"{job.kind}:{job.msg_id}", len(always)]
@@ -150,9 +159,14 @@ def _job(kind: str, msg_id: str, data: dict[bytes, bytes]) -> Job:
     text = {name.decode(): value.decode() for name, value in data.items()}
     detail = {**json.loads(text.get("send_detail") or "{}"), **json.loads(text.get("finish_detail") or "{}")}
     return Job(
-        msg_id=msg_id, kind=kind, target=text.get("target", ""), created_at=float(text.get("created_at", 0)),
-        status=text.get("status", "submitted"), finish_status=text.get("finish_status") or None,
-        counts=json.loads(text.get("counts") or "{}"), detail=detail,
+        msg_id=msg_id,
+        kind=kind,
+        target=text.get("target", ""),
+        created_at=float(text.get("created_at", 0)),
+        status=text.get("status", "submitted"),
+        finish_status=text.get("finish_status") or None,
+        counts=json.loads(text.get("counts") or "{}"),
+        detail=detail,
         finished_at=float(text["finished_at"]) if text.get("finished_at") else None,
     )
 

@@ -68,7 +68,9 @@ class SQLiteStore:
         connection.close()
 
     def _connect(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
+        connection = sqlite3.connect(
+            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+        )
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
         return connection
@@ -175,13 +177,22 @@ class SQLiteStore:
             "finish_status = excluded.finish_status, counts = excluded.counts, "
             "detail = json_patch(jobs.detail, excluded.detail), finished_at = excluded.finished_at",
             (
-                job.kind, job.msg_id, job.target, job.created_at, job.status, job.finish_status,
-                _dump(job.counts), _dump(job.detail), job.finished_at,
+                job.kind,
+                job.msg_id,
+                job.target,
+                job.created_at,
+                job.status,
+                job.finish_status,
+                _dump(job.counts),
+                _dump(job.detail),
+                job.finished_at,
             ),
         )
 
     def get_job(self, kind: str, msg_id: str) -> Job | None:
-        row = self.db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE kind = ? AND msg_id = ?", (kind, msg_id)).fetchone()
+        row = self.db.execute(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE kind = ? AND msg_id = ?", (kind, msg_id)
+        ).fetchone()
         return None if row is None else _job(row)
 
     def list_jobs(self, status: str | None = None, limit: int = 100) -> list[Job]:
@@ -200,8 +211,15 @@ _JOB_COLUMNS = "msg_id, kind, target, created_at, status, finish_status, counts,
 def _job(row: tuple) -> Job:
     msg_id, kind, target, created_at, status, finish_status, counts, detail, finished_at = row
     return Job(
-        msg_id=msg_id, kind=kind, target=target, created_at=created_at, status=status,
-        finish_status=finish_status, counts=json.loads(counts), detail=json.loads(detail), finished_at=finished_at,
+        msg_id=msg_id,
+        kind=kind,
+        target=target,
+        created_at=created_at,
+        status=status,
+        finish_status=finish_status,
+        counts=json.loads(counts),
+        detail=json.loads(detail),
+        finished_at=finished_at,
     )
 
 
