@@ -336,3 +336,43 @@ def test_dedup_survives_a_restart(tmp_path):
         reply = PushClient(make_app(tmp_path)).post(xml)
     assert counter.seen == ["text"]
     assert reply.content == "before restart"
+
+
+# A safe-mode push encrypted by WeChat's own sample code (token 123456, appid wx49f0ab532d5d035a).
+OFFICIAL_KEY = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR"
+OFFICIAL_ENVELOPE = (
+    b"<xml><ToUserName><![CDATA[wx49f0ab532d5d035a]]></ToUserName>\n<Encrypt><![CDATA["
+    b"RgqEoJj5A4EMYlLvWO1F86ioRjZfaex/gePD0gOXTxpsq5Yj4GNglrBb8I2BAJVODGajiFnXBu7mCPatfjsu6IHCrsTyeDXzF6Bv283dGymzxh6"
+    b"ydJRvZsryDyZbLTE7rhnus50qGPMfp2wASFlzEgMW9z1ef/RD8XzaFYgm7iTdaXpXaG4+BiYyolBug/gYNx410cvkKR2/nPwBiT+P4hIiOAQqG"
+    b"p/TywZBtDh1yCF2KOd0gpiMZ5jSw3e29mTvmUHzkVQiMS6td7vXUaWOMZnYZlF3So2SjHnwh4jYFxdgpkHHqIrH/54SNdshoQgWYEvccTKe7FS"
+    b"709/5t6NMxuGhcUGAPOQipvWTT4dShyqio7mlsl5noTrb++x6En749zCpQVhDpbV6GDnTbcX2e8K9QaNWHp91eBdCRxthuL0=]]></Encrypt>\n"
+    b"<AgentID><![CDATA[1]]></AgentID>\n</xml>"
+)
+
+
+def test_a_push_encrypted_by_wechats_sample_code_is_decrypted_and_answered(tmp_path):
+    app = make_app(
+        tmp_path,
+        WECHAT_TOKEN="123456",
+        WECHAT_APP_ID="wx49f0ab532d5d035a",
+        WECHAT_ENCODING_AES_KEY=OFFICIAL_KEY,
+        WECHAT_TIMESTAMP_TOLERANCE=str(10**10),  # the sample is from 2014
+    )
+    timestamp, nonce = "1411525903", "461056294"
+    query = {
+        "signature": crypto.sign("123456", timestamp, nonce),
+        "timestamp": timestamp,
+        "nonce": nonce,
+        "encrypt_type": "aes",
+        "msg_signature": "74d92dfeb87ba7c714f89d98870ae5eb62dff26d",
+    }
+    seen = []
+    with message_received.connected_to(lambda sender, message, **kw: seen.append(message)):
+        response = app.test_client().post(url(query), data=OFFICIAL_ENVELOPE)
+    assert response.status_code == 200
+    assert [(m.from_user, m.content, m.msg_id) for m in seen] == [("messense", "test", 4363689963896700987)]
+    envelope = crypto.AESEnvelope(OFFICIAL_KEY, "wx49f0ab532d5d035a")
+    from app.testing import open_reply
+
+    reply = etree.fromstring(open_reply(response.get_data(), "123456", envelope))
+    assert (reply.findtext("ToUserName"), reply.findtext("Content")) == ("messense", "test")
