@@ -79,3 +79,56 @@ def test_served_callback_verifies_echoes_and_encrypts(tmp_path):
         safe = requests.post(f"{base_url}/wechat?{urlencode(query)}", data=body, timeout=5)
         assert safe.status_code == 200
         assert "<Content><![CDATA[加密 😀]]></Content>" in open_reply(safe.content, TOKEN, envelope).decode()
+
+
+SLOW_SENDER = '''
+from app.signals import message_received
+
+
+@message_received.connect_via("text")
+def forward(sender, message, client, **extra):
+    if message.content == "slow":
+        client.send_text(message.from_user, "sent from a handler")
+        return "sent"
+    return "fast: " + message.content
+'''
+
+
+def test_a_slow_send_in_a_handler_does_not_hold_up_the_workers_other_requests(tmp_path):
+    import concurrent.futures
+
+    from app.fakeapi import FakeWeChatAPI
+
+    (tmp_path / "slow_sender.py").write_text(SLOW_SENDER)
+    with FakeWeChatAPI() as fake:
+        fake.slow("message/custom/send", 3.0)
+        with serve(
+            tmp_path,
+            PYTHONPATH=str(tmp_path),
+            WECHAT_PLUGINS="slow_sender",
+            WECHAT_API_BASE_URL=fake.base_url,
+            WECHAT_APP_SECRET=fake.app_secret,
+            WECHAT_APP_ID=fake.app_id,
+            WECHAT_ENCODING_AES_KEY="",
+            GUNICORN_WORKERS="1",
+        ) as base_url:
+
+            def post(content: str) -> tuple[str, float]:
+                started = time.monotonic()
+                answer = requests.post(
+                    f"{base_url}/wechat?{urlencode(signed_query(TOKEN))}", data=text_push(content), timeout=10
+                )
+                return answer.text, time.monotonic() - started
+
+            with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                slow = pool.submit(post, "slow")
+                time.sleep(0.3)  # the slow handler is now waiting on the API
+                fast_text, fast_took = post("quick")
+                slow_text, slow_took = slow.result()
+
+    assert "fast: quick" in fast_text
+    assert fast_took < 1.5
+    assert "<Content><![CDATA[sent]]></Content>" in slow_text
+    assert slow_took >= 3.0
+    [sent] = fake.requests_to("message/custom/send")
+    assert sent.json["text"] == {"content": "sent from a handler"}
