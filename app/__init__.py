@@ -40,7 +40,6 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
     envelope = AESEnvelope(settings.encoding_aes_key, settings.app_id) if settings.encoding_aes_key else None
     plugins = load_plugins(settings.plugins)
 
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.extensions["wechat"] = AppState(
         settings=settings,
         store=store,

@@ -11,8 +11,7 @@ from __future__ import annotations
 import logging
 import time
 
-from flask import Blueprint, Response, current_app, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from flask import Blueprint, Response, request
 
 from . import crypto
 from .dispatch import dispatch
@@ -67,9 +66,9 @@ def verify(state: AppState) -> tuple[str, str]:
         sent_at = int(timestamp)
     except ValueError:
         raise Refusal(400, f"timestamp is not an integer: {timestamp[:20]!r}") from None
-    skew = abs(time.time() - sent_at)
+    skew = abs(int(time.time()) - sent_at)  # integers: a 400-digit timestamp must not overflow a float
     if skew > state.settings.timestamp_tolerance:
-        raise Refusal(403, f"timestamp is {skew:.0f}s away from the server clock")
+        raise Refusal(403, f"timestamp is {min(skew, 10**12)}s away from the server clock")
     try:
         crypto.check_signature(signature, state.settings.token, timestamp, nonce)
     except crypto.SignatureError:
@@ -78,7 +77,7 @@ def verify(state: AppState) -> tuple[str, str]:
 
 
 def handle_push(state: AppState, timestamp: str, nonce: str) -> Response:
-    body = read_body()
+    body = read_body(state.settings.max_body_bytes)
     safe_mode = request.args.get("encrypt_type", "").lower() == "aes"
     if safe_mode:
         body = decrypt(state, body, timestamp, nonce)
@@ -102,12 +101,20 @@ def handle_push(state: AppState, timestamp: str, nonce: str) -> Response:
     return Response(reply_xml, mimetype="application/xml")
 
 
-def read_body() -> bytes:
-    """The request body, refused with 413 before it is read whole when too large."""
-    try:
-        return request.get_data(cache=False)
-    except RequestEntityTooLarge:
-        raise Refusal(413, f"body exceeds WECHAT_MAX_BODY_BYTES ({current_app.config['MAX_CONTENT_LENGTH']})") from None
+def read_body(limit: int) -> bytes:
+    """The request body, refused with 413 before it is read whole when over ``limit``.
+
+    A declared Content-Length over the limit is refused unread; a chunked body is
+    read to one byte past the limit at most.
+    """
+    if request.content_length is not None and request.content_length > limit:
+        raise Refusal(413, f"body of {request.content_length} bytes exceeds WECHAT_MAX_BODY_BYTES ({limit})")
+    body = request.stream.read(limit + 1)
+    while len(body) <= limit and (chunk := request.stream.read(limit + 1 - len(body))):
+        body += chunk
+    if len(body) > limit:
+        raise Refusal(413, f"body exceeds WECHAT_MAX_BODY_BYTES ({limit})")
+    return body
 
 
 def decrypt(state: AppState, body: bytes, timestamp: str, nonce: str) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from flask.cli import with_appcontext
 
 from . import jobs
 from .client import WeChatClient
-from .errors import WeChatError
+from .errors import PartialMassSend, WeChatError
 from .state import get_state
 from .testing import encrypt_push, open_reply, signed_query
 
@@ -33,7 +33,17 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
+        except PartialMassSend as exc:
+            for msg_id in exc.sent:
+                click.echo(msg_id)
+            raise click.ClickException(
+                f"WeChat refused a later call of {exc.endpoint}: errcode {exc.errcode}, errmsg {exc.errmsg}; "
+                f"the msg_ids above went out. Run the same command with --clientmsgid {exc.clientmsgid} "
+                "to send the rest: WeChat drops the calls it already took."
+            )
         except WeChatError as exc:
+            if exc.errcode is None:  # no WeChat answer: a timeout, a dropped connection, a missing setting
+                raise click.ClickException(f"{exc.endpoint} failed: {exc.errmsg}")
             raise click.ClickException(f"WeChat refused {exc.endpoint}: errcode {exc.errcode}, errmsg {exc.errmsg}")
         except (ValueError, TimeoutError) as exc:
             raise click.ClickException(str(exc))
@@ -65,7 +75,7 @@ def read_articles(path: str) -> list[dict[str, Any]]:
 def iso(timestamp: float | None) -> str:
     if timestamp is None:
         return "-"
-    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
 
 
 @click.group("wechat")
@@ -94,16 +104,18 @@ def replay(file: str, url: str | None, encrypt: bool) -> None:
         body, query = encrypt_push(xml, token, state.envelope, query)
     if url:
         try:
-            response = requests.post(f"{url}?{urlencode(query)}", data=body, headers={"Content-Type": "text/xml"},
-                                     timeout=10)
+            response = requests.post(
+                f"{url}?{urlencode(query)}", data=body, headers={"Content-Type": "text/xml"}, timeout=10
+            )
         except requests.RequestException as exc:
             raise click.ClickException(f"cannot reach {url}: {exc}") from None
         status, raw = response.status_code, response.content
     else:
         from flask import current_app
 
-        response = current_app.test_client().post(f"{state.settings.callback_path}?{urlencode(query)}", data=body,
-                                                  content_type="text/xml")
+        response = current_app.test_client().post(
+            f"{state.settings.callback_path}?{urlencode(query)}", data=body, content_type="text/xml"
+        )
         status, raw = response.status_code, response.get_data()
     if status != 200:
         raise click.ClickException(f"callback answered {status}: {raw.decode(errors='replace').strip()}")
@@ -178,8 +190,9 @@ def send_video(openid: str, media_id: str, thumb_media_id: str, title: str | Non
 @click.option("--description")
 @with_appcontext
 @reports_errors
-def send_music(openid: str, music_url: str, hq_music_url: str, thumb_media_id: str, title: str | None,
-               description: str | None) -> None:
+def send_music(
+    openid: str, music_url: str, hq_music_url: str, thumb_media_id: str, title: str | None, description: str | None
+) -> None:
     """Send a music message to OPENID."""
     _client().send_music(openid, music_url, hq_music_url, thumb_media_id, title=title, description=description)
     click.echo(f"sent music to {openid}")
@@ -214,28 +227,42 @@ def mass() -> None:
     """Mass sends: by tag, to all followers, or to a list of openids."""
 
 
-MASS_CONTENT_OPTIONS = (("text", "text"), ("mpnews", "mpnews"), ("image", "image"), ("voice", "voice"),
-                        ("mpvideo", "mpvideo"))
+MASS_CONTENT_OPTIONS = (
+    ("text", "text"),
+    ("mpnews", "mpnews"),
+    ("image", "image"),
+    ("voice", "voice"),
+    ("mpvideo", "mpvideo"),
+)
 
 
 @mass.command("send")
 @click.option("--tag", "tag_id", type=int, help="Send to the followers with this tag id.")
 @click.option("--all", "to_all", is_flag=True, help="Send to every follower.")
-@click.option("--openids", "openids_file", type=click.Path(dir_okay=False),
-              help="Send to the openids in FILE, one a line.")
+@click.option(
+    "--openids", "openids_file", type=click.Path(dir_okay=False), help="Send to the openids in FILE, one a line."
+)
 @click.option("--text", help="Text content.")
 @click.option("--mpnews", help="media_id from upload-news.")
 @click.option("--image", help="Image media_id.")
 @click.option("--voice", help="Voice media_id.")
 @click.option("--mpvideo", help="Video media_id.")
 @click.option("--send-ignore-reprint", is_flag=True, help="Send even if an article is judged a reprint.")
+@click.option("--clientmsgid", help="Your id for this send; WeChat drops a repeat with the same id.")
 @with_appcontext
 @reports_errors
-def mass_send(tag_id: int | None, to_all: bool, openids_file: str | None, send_ignore_reprint: bool,
-              **contents: str | None) -> None:
+def mass_send(
+    tag_id: int | None,
+    to_all: bool,
+    openids_file: str | None,
+    send_ignore_reprint: bool,
+    clientmsgid: str | None,
+    **contents: str | None,
+) -> None:
     """Mass send; prints the msg_id (one per call for a long openid list)."""
-    targets = [name for name, given in (("--tag", tag_id is not None), ("--all", to_all), ("--openids", openids_file))
-               if given]
+    targets = [
+        name for name, given in (("--tag", tag_id is not None), ("--all", to_all), ("--openids", openids_file)) if given
+    ]
     if len(targets) != 1:
         raise click.UsageError("give exactly one of --tag ID, --all, --openids FILE")
     chosen = [(msgtype, value) for msgtype, value in contents.items() if value is not None]
@@ -248,9 +275,15 @@ def mass_send(tag_id: int | None, to_all: bool, openids_file: str | None, send_i
             lines = Path(openids_file).read_text(encoding="utf-8").splitlines()
         except OSError as exc:
             raise click.BadParameter(f"cannot read {openids_file}: {exc.strerror}") from None
-        msg_ids = client.mass_send_to_openids(lines, msgtype, content, send_ignore_reprint=send_ignore_reprint)
+        msg_ids = client.mass_send_to_openids(
+            lines, msgtype, content, send_ignore_reprint=send_ignore_reprint, clientmsgid=clientmsgid
+        )
     else:
-        msg_ids = [client.mass_send_to_tag(msgtype, content, tag_id, send_ignore_reprint=send_ignore_reprint)]
+        msg_ids = [
+            client.mass_send_to_tag(
+                msgtype, content, tag_id, send_ignore_reprint=send_ignore_reprint, clientmsgid=clientmsgid
+            )
+        ]
     for msg_id in msg_ids:
         click.echo(msg_id)
 
@@ -302,8 +335,9 @@ def list_jobs(status: str | None, limit: int) -> None:
         return
     for job in rows:
         shown = job.finish_status if job.status == jobs.FAILED and job.finish_status else job.status
-        counts = " ".join(f"{name}={job.counts[name]}" for name in ("total", "filter", "sent", "error")
-                          if name in job.counts)
+        counts = " ".join(
+            f"{name}={job.counts[name]}" for name in ("total", "filter", "sent", "error") if name in job.counts
+        )
         click.echo(f"{job.msg_id}\t{job.kind}\t{job.target or '-'}\t{iso(job.created_at)}\t{shown}\t{counts}".rstrip())
 
 
@@ -325,8 +359,10 @@ def token(refresh: bool) -> None:
 
     left = cached.expires_at - time.time()
     state = "fresh" if cached.fresh else "due for refresh"
-    click.echo(f"access token: {state}, expires in {left:.0f}s at {iso(cached.expires_at)}, "
-               f"fetched at {iso(cached.fetched_at)} from {endpoint}")
+    click.echo(
+        f"access token: {state}, expires in {left:.0f}s at {iso(cached.expires_at)}, "
+        f"fetched at {iso(cached.fetched_at)} from {endpoint}"
+    )
 
 
 def main() -> None:  # pragma: no cover - convenience for python -m app.cli

@@ -10,11 +10,12 @@ class WeChatError(Exception):
     refused connection, an HTTP error, a body that is not JSON).
     """
 
-    def __init__(self, errcode: int | None, errmsg: str, endpoint: str) -> None:
+    def __init__(self, errcode: int | None, errmsg: str, endpoint: str, answer: dict | None = None) -> None:
         super().__init__(f"{endpoint}: errcode={errcode} errmsg={errmsg}")
         self.errcode = errcode
         self.errmsg = errmsg
         self.endpoint = endpoint
+        self.answer = answer or {}  # WeChat's whole JSON answer, where there was one
 
 
 class TransportError(WeChatError):
@@ -45,6 +46,20 @@ class InvalidOpenId(WeChatError):
     """40003: the openid is not one of this account's."""
 
 
+class PartialMassSend(WeChatError):
+    """A mass send split into several calls failed part-way.
+
+    ``sent`` holds the msg_ids of the calls that went out.  Sending again with the
+    same ``clientmsgid`` lets WeChat drop the calls it already took.
+    """
+
+    def __init__(self, cause: WeChatError, sent: list[int], clientmsgid: str) -> None:
+        super().__init__(cause.errcode, cause.errmsg, cause.endpoint, cause.answer)
+        self.cause = cause
+        self.sent = sent
+        self.clientmsgid = clientmsgid
+
+
 ERRORS_BY_CODE: dict[int, type[WeChatError]] = {
     -1: SystemBusy,
     40001: TokenInvalid,
@@ -59,5 +74,5 @@ ERRORS_BY_CODE: dict[int, type[WeChatError]] = {
 }
 
 
-def error_for(errcode: int, errmsg: str, endpoint: str) -> WeChatError:
-    return ERRORS_BY_CODE.get(errcode, WeChatError)(errcode, errmsg, endpoint)
+def error_for(errcode: int, errmsg: str, endpoint: str, answer: dict | None = None) -> WeChatError:
+    return ERRORS_BY_CODE.get(errcode, WeChatError)(errcode, errmsg, endpoint, answer)

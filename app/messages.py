@@ -32,6 +32,9 @@ class PushError(ValueError):
 # dropped before parsing.  In UTF-8 none of them occurs inside a multi-byte
 # character, so deleting bytes is safe.
 FORBIDDEN_CONTROL_BYTES = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20)])
+# U+FFFE and U+FFFF are not XML characters either; their UTF-8 forms cannot occur inside another character.
+_DECLARED_ENCODING = re.compile(rb"""\s*<\?xml[^>]*?encoding\s*=\s*["']([^"']*)["']""")
+_NONCHARACTERS = (b"\xef\xbf\xbe", b"\xef\xbf\xbf")
 
 _PARSER = etree.XMLParser(
     encoding="utf-8",
@@ -41,6 +44,7 @@ _PARSER = etree.XMLParser(
     huge_tree=False,
     remove_comments=True,
     remove_pis=True,
+    strip_cdata=False,  # kept so exact_text() can tell padding around CDATA from text inside it
 )
 
 
@@ -51,6 +55,12 @@ def parse_xml(body: bytes) -> etree._Element:
     except UnicodeDecodeError as exc:
         raise PushError(f"body is not UTF-8 (byte {exc.start})") from None
     body = body.translate(None, FORBIDDEN_CONTROL_BYTES)
+    for noncharacter in _NONCHARACTERS:
+        if noncharacter in body:
+            body = body.replace(noncharacter, b"")
+    declared = _DECLARED_ENCODING.match(body)
+    if declared and declared.group(1).lower() not in (b"utf-8", b"utf8"):
+        raise PushError(f"body declares encoding {declared.group(1).decode(errors='replace')!r}; pushes are UTF-8")
     if _has_doctype(body):
         # Refused before lxml sees it: libxml2 may open a SYSTEM DTD even when told not to load one.
         raise PushError("body has a DOCTYPE; pushes never do")
@@ -101,6 +111,27 @@ def read_fields(root: etree._Element) -> dict[str, str]:
     return fields
 
 
+def exact_text(element: etree._Element) -> str:
+    """A user's text exactly: whitespace inside CDATA kept, padding around it dropped.
+
+    WeChat pads some elements as ``<Tag> <![CDATA[value]]> </Tag>``; what is inside
+    the CDATA is the sender's own text, leading and trailing spaces included.
+    """
+    text = element.text or ""
+    if not text.strip() or len(element):
+        return text.strip()
+    serialized = etree.tostring(element, encoding=str, with_tail=False)
+    inner = serialized[serialized.index(">") + 1 : serialized.rindex("</")]
+    first = inner.find("<![CDATA[")
+    if first == -1:
+        return text.strip()
+    last = inner.rindex("]]>") + 3
+    lead, trail = inner[:first], inner[last:]
+    if lead.strip() or trail.strip() or "&" in lead or "&" in trail:
+        return text.strip()
+    return text[len(lead) : len(text) - len(trail)]
+
+
 # --- describing fields -------------------------------------------------------
 
 
@@ -114,17 +145,21 @@ def xml_items(path: str, item: type) -> Any:
     return field(default=(), metadata={"tag": path, "items": item})
 
 
-_INTEGER = re.compile(r"-?[0-9]+")
+# ASCII digits only, and no more than a 64-bit id has: int() and float() would also
+# take "1_000", full-width digits, "nan", "1e999" and numbers of any length.
+_INTEGER = re.compile(r"-?[0-9]{1,20}")
+_DECIMAL = re.compile(r"-?[0-9]{1,20}(?:\.[0-9]{0,20})?")
 
 
 def _integer(text: str) -> int:
-    """ASCII digits only: Python's int() would also take "1_000" and full-width digits."""
     if not _INTEGER.fullmatch(text):
         raise ValueError(text)
     return int(text)
 
 
 def _number(text: str) -> float:
+    if not _DECIMAL.fullmatch(text):
+        raise ValueError(text)
     return float(text)
 
 
@@ -483,6 +518,9 @@ def parse_push(root: etree._Element) -> Push:
         create_time = _integer(fields["CreateTime"])
     except ValueError:
         raise PushError(f"CreateTime is not a valid integer: {fields['CreateTime'][:40]!r}") from None
+    content = root.find("Content")
+    if content is not None and "Content" in fields:
+        fields["Content"] = exact_text(content)
     if "MsgID" in fields and "MsgId" not in fields:
         fields["MsgId"] = fields["MsgID"]
     common = {

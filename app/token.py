@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 CACHE_KEY = "access_token"
 LOCK_KEY = "access_token:lock"
 REFRESH_AHEAD = 300  # seconds before expiry at which a new token is fetched
-LOCK_TTL = 30  # a crashed holder frees the lock after this long
+REFETCH_AFTER = 60  # within REFRESH_AHEAD, ask again at most this often
+LAST_SECONDS = 5  # a token this close to expiry is never used
 WAIT_STEP = 0.05
 
 
@@ -36,16 +37,27 @@ class CachedToken:
 
     @property
     def fresh(self) -> bool:
-        return time.time() < self.expires_at - REFRESH_AHEAD
+        """Usable without asking WeChat again.
+
+        Inside the last REFRESH_AHEAD seconds WeChat's stable endpoint may hand back
+        the same token, so a token fetched a moment ago stays usable until its last
+        seconds instead of sending every call to the token endpoint.
+        """
+        now = time.time()
+        if now < self.expires_at - REFRESH_AHEAD:
+            return True
+        return now < self.expires_at - LAST_SECONDS and now - self.fetched_at < REFETCH_AFTER
 
 
 class TokenCache:
     """``fetch(force)`` asks WeChat for a token and returns ``(token, expires_in)``."""
 
-    def __init__(self, store: Store, fetch: Callable[[bool], tuple[str, int]], wait_timeout: float = 15.0) -> None:
+    def __init__(self, store: Store, fetch: Callable[[bool], tuple[str, int]], fetch_timeout: float = 45.0) -> None:
+        """``fetch_timeout`` bounds one fetch with its retries: the lock outlives it, and waiters wait that long."""
         self.store = store
         self.fetch = fetch
-        self.wait_timeout = wait_timeout
+        self.lock_ttl = fetch_timeout + 5
+        self.wait_timeout = fetch_timeout + 5
         self._thread_lock = threading.Lock()
 
     def cached(self) -> CachedToken | None:
@@ -76,7 +88,9 @@ class TokenCache:
         """Fetch a new token, unless another thread or process just did.
 
         ``failed_token`` is one WeChat refused: a cached copy of it does not count
-        as fresh, and WeChat is asked to issue a new one.  ``force`` always fetches.
+        as fresh.  WeChat is asked in force mode only if it hands the refused token
+        back, as a forced refresh revokes the token everyone else holds and is
+        limited to a few a day.  ``force`` always fetches, in force mode.
         """
 
         def usable(cached: CachedToken | None) -> bool:
@@ -85,7 +99,7 @@ class TokenCache:
         deadline = time.monotonic() + self.wait_timeout
         with self._thread_lock:
             owner = secrets.token_hex(8)
-            while not self.store.add_value(LOCK_KEY, owner, LOCK_TTL):
+            while not self.store.add_value(LOCK_KEY, owner, self.lock_ttl):
                 cached = self.cached()
                 if usable(cached):
                     return cached.token
@@ -96,7 +110,9 @@ class TokenCache:
                 cached = self.cached()
                 if usable(cached):
                     return cached.token
-                token, expires_in = self.fetch(force or failed_token is not None)
+                token, expires_in = self.fetch(force)
+                if failed_token is not None and token == failed_token and not force:
+                    token, expires_in = self.fetch(True)
                 now = time.time()
                 value = json.dumps({"token": token, "expires_at": now + expires_in, "fetched_at": now})
                 self.store.set_value(CACHE_KEY, value, expires_in)

@@ -193,8 +193,19 @@ def test_compatible_mode_handlers_see_the_decrypted_copy(app):
         b"<MsgType>text</MsgType></xml>",
         "<xml><ToUserName>caf\u00e9</ToUserName></xml>".encode("latin-1"),
     ],
-    ids=["empty", "text", "malformed", "entity", "external-dtd", "no-to", "no-from", "no-time", "no-type",
-         "bad-time", "latin-1"],
+    ids=[
+        "empty",
+        "text",
+        "malformed",
+        "entity",
+        "external-dtd",
+        "no-to",
+        "no-from",
+        "no-time",
+        "no-type",
+        "bad-time",
+        "latin-1",
+    ],
 )
 def test_bad_body_is_a_bad_request_with_one_log_line(app, http, caplog, body):
     counter = Counter()

@@ -29,8 +29,13 @@ def expected_reply(name: str, push) -> dict[str, str] | None:
         f = push.fields
         return {"MsgType": "text", "Content": f"{f['Location_X']},{f['Location_Y']} {f['Label']}"}
     if kind == "link":
-        return {"MsgType": "news", "ArticleCount": "1", "Articles/item/Title": push.title,
-                "Articles/item/Description": push.description, "Articles/item/Url": push.url}
+        return {
+            "MsgType": "news",
+            "ArticleCount": "1",
+            "Articles/item/Title": push.title,
+            "Articles/item/Description": push.description,
+            "Articles/item/Url": push.url,
+        }
     if kind in ("event_subscribe", "event_subscribe_qrscene"):
         return {"MsgType": "text", "Content": GREETING}
     return None

@@ -48,14 +48,17 @@ def test_first_reply_in_plugin_order_wins(tmp_path, plugin_dir):
 
 
 def test_every_receiver_runs_even_after_a_reply(tmp_path, plugin_dir):
-    counter = write_plugin(plugin_dir, """
+    counter = write_plugin(
+        plugin_dir,
+        """
         from app.signals import message_received
         seen = []
 
         @message_received.connect_via("text")
         def count(sender, message, **extra):
             seen.append(message.content)
-    """)
+    """,
+    )
     client = PushClient(make_app(tmp_path, WECHAT_PLUGINS=f"app.plugins.echo,{counter}"))
     assert client.post(text_push("both")).content == "both"
     assert sys.modules[counter].seen == ["both"]
@@ -69,14 +72,17 @@ def test_a_plugin_runs_only_in_the_apps_that_load_it(tmp_path):
 
 
 def test_receivers_get_the_client_and_the_store(tmp_path, plugin_dir):
-    name = write_plugin(plugin_dir, """
+    name = write_plugin(
+        plugin_dir,
+        """
         from app.signals import event_received
         got = {}
 
         @event_received.connect_via("click")
         def remember(sender, event, client, store, **extra):
             got.update(client=client, store=store, key=event.event_key)
-    """)
+    """,
+    )
     app = make_app(tmp_path, WECHAT_PLUGINS=name)
     PushClient(app).post(event_push("CLICK", {"EventKey": "MENU_A"}))
     state = app.extensions["wechat"]
@@ -84,25 +90,31 @@ def test_receivers_get_the_client_and_the_store(tmp_path, plugin_dir):
 
 
 def test_event_names_match_in_lower_case(tmp_path, plugin_dir):
-    name = write_plugin(plugin_dir, """
+    name = write_plugin(
+        plugin_dir,
+        """
         from app.signals import event_received
 
         @event_received.connect_via("scan")
         def scanned(sender, event, **extra):
             return "scene " + event.event_key
-    """)
+    """,
+    )
     client = PushClient(make_app(tmp_path, WECHAT_PLUGINS=name))
     assert client.post(event_push("SCAN", {"EventKey": "42", "Ticket": "T"})).content == "scene 42"
 
 
 def test_a_plugin_returning_a_wrong_type_is_logged_and_answered_with_success(tmp_path, plugin_dir, caplog):
-    name = write_plugin(plugin_dir, """
+    name = write_plugin(
+        plugin_dir,
+        """
         from app.signals import message_received
 
         @message_received.connect_via("text")
         def wrong(sender, message, **extra):
             return {"content": "not a reply"}
-    """)
+    """,
+    )
     client = PushClient(make_app(tmp_path, WECHAT_PLUGINS=name))
     with caplog.at_level(logging.ERROR):
         assert client.post(text_push("hi")).body == b"success"

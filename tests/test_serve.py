@@ -70,7 +70,9 @@ def test_served_callback_verifies_echoes_and_encrypts(tmp_path):
         verify = requests.get(f"{base_url}/wechat?{urlencode(signed_query(TOKEN, echostr='hello-wechat'))}", timeout=5)
         assert (verify.status_code, verify.text) == (200, "hello-wechat")
 
-        plain = requests.post(f"{base_url}/wechat?{urlencode(signed_query(TOKEN))}", data=text_push("纯文本"), timeout=5)
+        plain = requests.post(
+            f"{base_url}/wechat?{urlencode(signed_query(TOKEN))}", data=text_push("纯文本"), timeout=5
+        )
         assert plain.status_code == 200
         assert plain.headers["Content-Type"].startswith("application/xml")
         assert "<Content><![CDATA[纯文本]]></Content>" in plain.content.decode()
@@ -81,7 +83,7 @@ def test_served_callback_verifies_echoes_and_encrypts(tmp_path):
         assert "<Content><![CDATA[加密 😀]]></Content>" in open_reply(safe.content, TOKEN, envelope).decode()
 
 
-SLOW_SENDER = '''
+SLOW_SENDER = """
 from app.signals import message_received
 
 
@@ -91,7 +93,7 @@ def forward(sender, message, client, **extra):
         client.send_text(message.from_user, "sent from a handler")
         return "sent"
     return "fast: " + message.content
-'''
+"""
 
 
 def test_a_slow_send_in_a_handler_does_not_hold_up_the_workers_other_requests(tmp_path):

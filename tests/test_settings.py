@@ -68,7 +68,11 @@ def test_gunicorn_refuses_to_start_with_one_clear_line(tmp_path):
     gunicorn = Path(sys.executable).with_name("gunicorn")
     result = subprocess.run(
         [str(gunicorn), "-c", "gunicorn.conf.py", "wsgi:app"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if "WECHAT_TOKEN" in line]

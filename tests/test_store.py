@@ -72,8 +72,17 @@ def test_delete_only_the_expected_value(store):
 def test_a_job_goes_from_submitted_to_its_finish(store):
     store.save_job(Job(msg_id="1001", kind="mass", target="tag:2", created_at=100.0, detail={"msgtype": "text"}))
     assert store.get_job("mass", "1001").status == SUBMITTED
-    store.finish_job(Job(msg_id="1001", kind="mass", created_at=200.0, status=SUCCEEDED,
-                         finish_status="send success", counts={"total": 10, "sent": 9}, finished_at=201.0))
+    store.finish_job(
+        Job(
+            msg_id="1001",
+            kind="mass",
+            created_at=200.0,
+            status=SUCCEEDED,
+            finish_status="send success",
+            counts={"total": 10, "sent": 9},
+            finished_at=201.0,
+        )
+    )
     job = store.get_job("mass", "1001")
     assert (job.status, job.finish_status, job.target, job.created_at) == (SUCCEEDED, "send success", "tag:2", 100.0)
     assert job.counts == {"total": 10, "sent": 9}
@@ -81,10 +90,17 @@ def test_a_job_goes_from_submitted_to_its_finish(store):
 
 
 def test_a_finish_that_arrives_first_is_kept_when_the_send_is_recorded(store):
-    store.finish_job(Job(msg_id="77", kind="template", created_at=200.0, status=FAILED,
-                         finish_status="failed:user block", finished_at=201.0))
-    store.save_job(Job(msg_id="77", kind="template", target="openid:o1", created_at=150.0,
-                       detail={"template_id": "T"}))
+    store.finish_job(
+        Job(
+            msg_id="77",
+            kind="template",
+            created_at=200.0,
+            status=FAILED,
+            finish_status="failed:user block",
+            finished_at=201.0,
+        )
+    )
+    store.save_job(Job(msg_id="77", kind="template", target="openid:o1", created_at=150.0, detail={"template_id": "T"}))
     job = store.get_job("template", "77")
     assert (job.status, job.finish_status, job.target) == (FAILED, "failed:user block", "openid:o1")
     assert job.detail == {"template_id": "T"}

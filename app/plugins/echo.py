@@ -18,8 +18,8 @@ GREETING = "Thanks for following! Send me anything and I will send it back."
 
 
 @message_received.connect_via("text")
-def echo_text(sender: str, message: TextMessage, **extra: object) -> TextReply:
-    return TextReply(message.content)
+def echo_text(sender: str, message: TextMessage, **extra: object) -> TextReply | None:
+    return TextReply(message.content) if message.content else None
 
 
 @message_received.connect_via("image")

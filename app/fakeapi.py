@@ -1,0 +1,510 @@
+"""A fake WeChat API for tests: a real HTTP server on 127.0.0.1 that the test starts.
+
+It issues and checks access tokens the way WeChat does, answers the send
+endpoints with WeChat-shaped JSON, records every request exactly as it arrived,
+and can be told to misbehave on a path::
+
+    from app import create_app
+    from app.fakeapi import FakeWeChatAPI
+
+    def test_send(tmp_path):
+        with FakeWeChatAPI() as fake:
+            app = create_app({"WECHAT_TOKEN": "t", "WECHAT_API_BASE_URL": fake.base_url,
+                              "WECHAT_APP_ID": fake.app_id, "WECHAT_APP_SECRET": fake.app_secret,
+                              "WECHAT_STORE_URL": f"sqlite:///{tmp_path}/store.db"})
+            fake.fail("message/custom/send", 45015)       # the next send is refused once
+            ...
+            [sent] = fake.requests_to("message/custom/send")
+            assert sent.json["text"] == {"content": "你好"}
+
+Tokens: ``POST /cgi-bin/stable_token`` (JSON body) and ``GET /cgi-bin/token``
+(query) check ``grant_type``, ``appid`` and ``secret``.  The stable endpoint
+hands back the current token while it has more than :attr:`renew_ahead` seconds
+left and a new one otherwise or with ``force_refresh`` (which revokes the old
+one); the classic endpoint issues a new token on every call.  Any other path
+needs ``access_token``: missing is 41001, unknown or revoked 40001, expired 42001.
+The mass ``msg_id`` and template ``msgid`` it hands out count up from 1000000001
+(one sequence for both); :meth:`route` answers a path your own way.
+
+Faults are queued per path and used up one request at a time, in order:
+:meth:`fail` (an errcode answer), :meth:`http_error`, :meth:`slow`,
+:meth:`drop` (close the connection without an answer) and :meth:`garbage`
+(a body that is not JSON).  A path is ``"message/custom/send"`` or the full
+``"/cgi-bin/message/custom/send"``.
+
+The server is threaded and keeps connections alive, so many threads or worker
+processes may call it at once; it binds only the loopback interface.  Run it on
+its own with ``python -m app.fakeapi [PORT]``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import secrets
+import socket
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+HOST = "127.0.0.1"
+TOKEN_PATHS = ("/cgi-bin/stable_token", "/cgi-bin/token")
+TOKEN_ERRCODES = (40001, 40014, 42001)
+
+ERRMSGS = {
+    -1: "system error",
+    40001: "invalid credential, access_token is invalid or not latest",
+    40002: "invalid grant_type",
+    40003: "invalid openid",
+    40013: "invalid appid",
+    40014: "invalid access_token",
+    40125: "invalid appsecret",
+    40130: "invalid openid list size, at least two openid",
+    41001: "access_token missing",
+    42001: "access_token expired",
+    43004: "require subscribe",
+    45009: "reach max api daily quota limit",
+    45011: "api minute-quota reach limit mustslower retry next minute",
+    45015: "response out of time limit or subscription is canceled",
+    47001: "data format error",
+}
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request as the fake received it."""
+
+    method: str
+    path: str  # "/cgi-bin/message/custom/send"
+    query: dict[str, str]
+    body: bytes  # the raw bytes, to check the encoding
+    json: Any  # the body parsed as JSON, or None
+    headers: dict[str, str]
+    at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str  # "errcode", "http", "slow", "drop", "garbage"
+    errcode: int = 0
+    errmsg: str = ""
+    status: int = 500
+    seconds: float = 0.0
+    body: bytes = b""
+    after_headers: bool = False
+
+
+Route = Callable[[Request], dict[str, Any]]
+
+
+class FakeWeChatAPI:
+    """A fake ``api.weixin.qq.com``; see the module docstring."""
+
+    def __init__(
+        self,
+        app_id: str = "wx5f1a2b3c4d5e6f70",
+        app_secret: str = "fake-app-secret-0123456789abcdef",
+        expires_in: int = 7200,
+        renew_ahead: int = 300,
+        port: int = 0,
+    ) -> None:
+        self.app_id = app_id
+        self.app_secret = app_secret
+        self.expires_in = expires_in
+        self.renew_ahead = renew_ahead
+        self._port = port
+        self._lock = threading.Lock()
+        self._requests: list[Request] = []
+        self._faults: dict[str, deque[Fault]] = {}
+        self._tokens: dict[str, float] = {}  # token -> when it expires; revoked tokens are removed
+        self._current: dict[str, str] = {}  # token path -> the token it last issued
+        self._issued: list[str] = []
+        self._ids = itertools.count(1000000001)
+        self._clientmsgids: dict[str, int] = {}
+        self._routes: dict[str, Route] = {
+            "/cgi-bin/message/custom/send": lambda request: {"errcode": 0, "errmsg": "ok"},
+            "/cgi-bin/media/uploadnews": self._upload_news,
+            "/cgi-bin/message/mass/sendall": self._mass_send,
+            "/cgi-bin/message/mass/send": self._mass_send,
+            "/cgi-bin/message/mass/delete": lambda request: {"errcode": 0, "errmsg": "ok"},
+            "/cgi-bin/message/mass/get": self._mass_get,
+            "/cgi-bin/message/template/send": self._template_send,
+        }
+        self._connections = 0
+        self._open: set[socket.socket] = set()
+        self._stopping = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- running ------------------------------------------------------------
+
+    def start(self) -> FakeWeChatAPI:
+        """Listen on 127.0.0.1 (a free port unless one was given) and serve in a background thread."""
+        if self._server is not None:
+            return self
+        self._stopping.clear()
+        self._server = _Server((HOST, self._port), _handler_for(self))
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="fake-wechat-api", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close every open connection (slow answers are cut short)."""
+        if self._server is None:
+            return
+        self._stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        with self._lock:
+            for connection in self._open:
+                _close(connection)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = self._thread = None
+
+    def __enter__(self) -> FakeWeChatAPI:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT``, for ``WECHAT_API_BASE_URL``."""
+        if self._server is None:
+            raise RuntimeError("the fake WeChat API is not started")
+        return f"http://{HOST}:{self._server.server_address[1]}"
+
+    # --- what it received -------------------------------------------------------
+
+    @property
+    def requests(self) -> list[Request]:
+        """Every request so far, oldest first (a copy)."""
+        with self._lock:
+            return list(self._requests)
+
+    def requests_to(self, path: str) -> list[Request]:
+        """The requests to ``path``, oldest first."""
+        path = _full_path(path)
+        return [request for request in self.requests if request.path == path]
+
+    def token_requests(self) -> list[Request]:
+        """The requests to either token endpoint."""
+        return [request for request in self.requests if request.path in TOKEN_PATHS]
+
+    @property
+    def issued_tokens(self) -> list[str]:
+        """Every access token handed out, oldest first."""
+        with self._lock:
+            return list(self._issued)
+
+    @property
+    def connections(self) -> int:
+        """How many TCP connections clients opened."""
+        with self._lock:
+            return self._connections
+
+    def clear(self) -> None:
+        """Forget the recorded requests (tokens and queued faults stay)."""
+        with self._lock:
+            self._requests.clear()
+
+    # --- shaping answers --------------------------------------------------------
+
+    def expire_tokens(self) -> None:
+        """Every token issued so far is expired: using one now gets 42001."""
+        with self._lock:
+            now = time.time()
+            self._tokens = {token: min(expires_at, now - 1) for token, expires_at in self._tokens.items()}
+
+    def fail(self, path: str, errcode: int, errmsg: str | None = None, times: int = 1) -> None:
+        """Answer the next ``times`` requests to ``path`` with ``errcode``.
+
+        40001, 40014 and 42001 also revoke the token the request carried, as WeChat
+        says so only of a token it no longer accepts.
+        """
+        self._queue(path, Fault("errcode", errcode=errcode, errmsg=errmsg or ERRMSGS.get(errcode, "error")), times)
+
+    def http_error(self, path: str, status: int = 500, times: int = 1) -> None:
+        """Answer the next ``times`` requests to ``path`` with HTTP ``status`` and an HTML body."""
+        self._queue(path, Fault("http", status=status), times)
+
+    def slow(self, path: str, seconds: float, times: int = 1) -> None:
+        """Wait ``seconds`` before answering the next ``times`` requests to ``path`` (normally, if still connected)."""
+        self._queue(path, Fault("slow", seconds=seconds), times)
+
+    def drop(self, path: str, times: int = 1, after_headers: bool = False) -> None:
+        """Close the connection of the next ``times`` requests to ``path`` without an answer.
+
+        With ``after_headers`` the status line and headers go out first and the body never does.
+        """
+        self._queue(path, Fault("drop", after_headers=after_headers), times)
+
+    def garbage(self, path: str, body: bytes = b"<html><body>502 Bad Gateway</body></html>", times: int = 1) -> None:
+        """Answer the next ``times`` requests to ``path`` with HTTP 200 and ``body``, which is not JSON."""
+        self._queue(path, Fault("garbage", body=body), times)
+
+    def route(self, path: str, handler: Route) -> None:
+        """Answer ``path`` (after the token check) with ``handler(request)``, a JSON object."""
+        self._routes[_full_path(path)] = handler
+
+    def _queue(self, path: str, fault: Fault, times: int) -> None:
+        with self._lock:
+            self._faults.setdefault(_full_path(path), deque()).extend([fault] * times)
+
+    # --- serving ------------------------------------------------------------------
+
+    def _record(self, request: Request) -> Fault | None:
+        with self._lock:
+            self._requests.append(request)
+            queue = self._faults.get(request.path)
+            return queue.popleft() if queue else None
+
+    def _answer(self, request: Request, fault: Fault | None) -> tuple[int, bytes]:
+        """The status and JSON body for ``request``, after any errcode fault."""
+        if request.path == "/cgi-bin/stable_token" and request.method == "POST":
+            return 200, _json(self._stable_token(request) if fault is None else _error(fault))
+        if request.path == "/cgi-bin/token" and request.method == "GET":
+            return 200, _json(self._classic_token(request) if fault is None else _error(fault))
+        handler = self._routes.get(request.path)
+        if handler is None:
+            return 404, b'{"errcode":404,"errmsg":"not found"}'
+        problem = self._check_token(request.query.get("access_token"))
+        if problem is not None:
+            return 200, _json(problem)
+        if fault is not None:
+            if fault.errcode in TOKEN_ERRCODES:
+                with self._lock:
+                    self._tokens.pop(request.query.get("access_token", ""), None)
+            return 200, _json(_error(fault))
+        if request.method == "POST" and not isinstance(request.json, dict):
+            return 200, _json(_errcode(47001))
+        return 200, _json(handler(request))
+
+    def _stable_token(self, request: Request) -> dict[str, Any]:
+        body = request.json if isinstance(request.json, dict) else {}
+        problem = self._check_credentials(body.get("grant_type"), body.get("appid"), body.get("secret"))
+        if problem is not None:
+            return problem
+        with self._lock:
+            token = self._current.get(request.path)
+            expires_at = self._tokens.get(token or "")
+            if body.get("force_refresh") is True or expires_at is None or expires_at - time.time() <= self.renew_ahead:
+                if body.get("force_refresh") is True and token:
+                    self._tokens.pop(token, None)
+                token, expires_at = self._issue(request.path)
+            return {"access_token": token, "expires_in": int(expires_at - time.time() + 0.5)}
+
+    def _classic_token(self, request: Request) -> dict[str, Any]:
+        query = request.query
+        problem = self._check_credentials(query.get("grant_type"), query.get("appid"), query.get("secret"))
+        if problem is not None:
+            return problem
+        with self._lock:
+            previous = self._current.get(request.path)
+            if previous in self._tokens:  # the old token keeps working for five more minutes
+                self._tokens[previous] = min(self._tokens[previous], time.time() + 300)
+            token, _ = self._issue(request.path)
+            return {"access_token": token, "expires_in": self.expires_in}
+
+    def _issue(self, path: str) -> tuple[str, float]:
+        token = secrets.token_urlsafe(48)
+        expires_at = time.time() + self.expires_in
+        self._tokens[token] = expires_at
+        self._current[path] = token
+        self._issued.append(token)
+        return token, expires_at
+
+    def _check_credentials(self, grant_type: object, appid: object, secret: object) -> dict[str, Any] | None:
+        if grant_type != "client_credential":
+            return _errcode(40002)
+        if appid != self.app_id:
+            return _errcode(40013)
+        if secret != self.app_secret:
+            return _errcode(40125)
+        return None
+
+    def _check_token(self, token: str | None) -> dict[str, Any] | None:
+        if not token:
+            return _errcode(41001)
+        with self._lock:
+            expires_at = self._tokens.get(token)
+        if expires_at is None:
+            return _errcode(40001)
+        if expires_at <= time.time():
+            return _errcode(42001)
+        return None
+
+    def _next_id(self) -> int:
+        with self._lock:
+            return next(self._ids)
+
+    def _upload_news(self, request: Request) -> dict[str, Any]:
+        return {"type": "news", "media_id": f"fake-news-{self._next_id()}", "created_at": int(time.time())}
+
+    def _mass_send(self, request: Request) -> dict[str, Any]:
+        touser = request.json.get("touser")
+        if request.path.endswith("/mass/send") and (not isinstance(touser, list) or not 2 <= len(touser) <= 10000):
+            return _errcode(40130)
+        clientmsgid = request.json.get("clientmsgid")
+        with self._lock:
+            sent_before = self._clientmsgids.get(clientmsgid)
+        if sent_before is not None:  # WeChat refuses a clientmsgid it saw within 24 hours, naming the first send
+            return {"errcode": 45065, "errmsg": "clientmsgid exist", "msg_id": sent_before}
+        msg_id = self._next_id()
+        if clientmsgid:
+            with self._lock:
+                self._clientmsgids[clientmsgid] = msg_id
+        return {"errcode": 0, "errmsg": "send job submission success", "msg_id": msg_id, "msg_data_id": msg_id * 10 + 1}
+
+    def _mass_get(self, request: Request) -> dict[str, Any]:
+        return {"msg_id": request.json.get("msg_id"), "msg_status": "SEND_SUCCESS"}
+
+    def _template_send(self, request: Request) -> dict[str, Any]:
+        return {"errcode": 0, "errmsg": "ok", "msgid": self._next_id()}
+
+    # --- connection bookkeeping, for the handler --------------------------------
+
+    def _opened(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._connections += 1
+            self._open.add(connection)
+
+    def _closed(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._open.discard(connection)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # fifty clients may connect at once
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client that hung up (after a timeout, say) is no error of the fake's
+
+
+def _handler_for(fake: FakeWeChatAPI) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, like WeChat
+        server_version = "fake-wechat-api"
+        sys_version = ""
+
+        def setup(self) -> None:
+            super().setup()
+            fake._opened(self.connection)
+
+        def finish(self) -> None:
+            fake._closed(self.connection)
+            try:
+                super().finish()
+            except OSError:
+                pass
+
+        def do_GET(self) -> None:
+            self._serve()
+
+        def do_POST(self) -> None:
+            self._serve()
+
+        def _serve(self) -> None:
+            url = urlsplit(self.path)
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            request = Request(
+                self.command,
+                url.path,
+                dict(parse_qsl(url.query, keep_blank_values=True)),
+                body,
+                _parse(body),
+                dict(self.headers.items()),
+            )
+            fault = fake._record(request)
+            if fault is not None and fault.kind == "slow":
+                if fake._stopping.wait(fault.seconds):
+                    return self._drop()
+                fault = None
+            if fault is not None and fault.kind == "drop":
+                if fault.after_headers:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json; encoding=utf-8")
+                    self.send_header("Content-Length", "64")
+                    self.end_headers()
+                    self.wfile.write(b'{"errcode":0,')
+                return self._drop()
+            if fault is not None and fault.kind == "http":
+                return self._send(fault.status, b"<html><body>Internal Server Error</body></html>", "text/html")
+            if fault is not None and fault.kind == "garbage":
+                return self._send(200, fault.body, "text/html")
+            status, answer = fake._answer(request, fault)
+            self._send(status, answer, "application/json; encoding=utf-8")
+
+        def _send(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _drop(self) -> None:
+            self.close_connection = True
+            _close(self.connection)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # the recorded requests are the log; stderr stays quiet
+
+    return Handler
+
+
+def _close(connection: socket.socket) -> None:
+    try:
+        connection.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    connection.close()
+
+
+def _full_path(path: str) -> str:
+    return path if path.startswith("/") else f"/cgi-bin/{path}"
+
+
+def _parse(body: bytes) -> Any:
+    try:
+        return json.loads(body.decode("utf-8")) if body else None
+    except ValueError:
+        return None
+
+
+def _errcode(errcode: int) -> dict[str, Any]:
+    return {"errcode": errcode, "errmsg": ERRMSGS.get(errcode, "error")}
+
+
+def _error(fault: Fault) -> dict[str, Any]:
+    return {"errcode": fault.errcode, "errmsg": fault.errmsg}
+
+
+def _json(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _serve_until_interrupted(port: int) -> None:
+    with FakeWeChatAPI(port=port) as fake:
+        print(
+            f"fake WeChat API on {fake.base_url} (appid {fake.app_id}, secret {fake.app_secret}); Ctrl-C stops it",
+            flush=True,
+        )
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _serve_until_interrupted(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
