@@ -57,7 +57,7 @@ def fixture(name: str) -> bytes:
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory):
     """The URL of a real Redis server on 127.0.0.1, emptied before each test that uses it."""
-    from tests.redis_server import start_redis
+    from tests.servers import start_redis
 
     process, url = start_redis(tmp_path_factory.mktemp("redis"))
     yield url

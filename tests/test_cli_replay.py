@@ -5,7 +5,7 @@ from __future__ import annotations
 from lxml import etree
 
 from tests.conftest import FIXTURES, make_app
-from tests.test_serve import serve
+from tests.servers import serve
 
 
 def test_replay_posts_to_the_local_app_and_prints_the_reply(tmp_path):
@@ -34,7 +34,8 @@ def test_replay_of_an_event_without_reply_prints_success(tmp_path):
 
 
 def test_replay_to_a_running_server(tmp_path):
-    with serve(tmp_path) as base_url:
+    with serve(tmp_path) as served:
+        base_url = served.base_url
         app = make_app(tmp_path / "cli")
         for extra in ([], ["--encrypt"]):
             result = app.test_cli_runner().invoke(

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 from urllib.parse import urlencode
 
 import requests
@@ -15,58 +10,13 @@ import requests
 from app.crypto import AESEnvelope
 from app.testing import encrypt_push, open_reply, signed_query, text_push
 from tests.conftest import AES_KEY, APP_ID, TOKEN
-from tests.redis_server import free_port
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@contextlib.contextmanager
-def serve(tmp_path: Path, **env_overrides: str):
-    """gunicorn wsgi:app on a free loopback port; yields its base URL."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WECHAT_", "GUNICORN_"))}
-    env.update(
-        WECHAT_TOKEN=TOKEN,
-        WECHAT_APP_ID=APP_ID,
-        WECHAT_ENCODING_AES_KEY=AES_KEY,
-        WECHAT_PLUGINS="app.plugins.echo",
-        WECHAT_STORE_URL=f"sqlite:///{tmp_path}/served.sqlite3",
-        GUNICORN_BIND=f"127.0.0.1:{port}",
-    )
-    env.update(env_overrides)
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    process = subprocess.Popen(
-        [str(gunicorn), "-c", "gunicorn.conf.py", "wsgi:app"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"gunicorn did not start: {process.stderr.read().decode()[-2000:]}")
-            time.sleep(0.1)
-        yield base_url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+from tests.servers import serve
 
 
 def test_served_callback_verifies_echoes_and_encrypts(tmp_path):
     envelope = AESEnvelope(AES_KEY, APP_ID)
-    with serve(tmp_path) as base_url:
+    with serve(tmp_path) as served:
+        base_url = served.base_url
         verify = requests.get(f"{base_url}/wechat?{urlencode(signed_query(TOKEN, echostr='hello-wechat'))}", timeout=5)
         assert (verify.status_code, verify.text) == (200, "hello-wechat")
 
@@ -113,7 +63,8 @@ def test_a_slow_send_in_a_handler_does_not_hold_up_the_workers_other_requests(tm
             WECHAT_APP_ID=fake.app_id,
             WECHAT_ENCODING_AES_KEY="",
             GUNICORN_WORKERS="1",
-        ) as base_url:
+        ) as served:
+            base_url = served.base_url
 
             def post(content: str) -> tuple[str, float]:
                 started = time.monotonic()

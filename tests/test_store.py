@@ -131,7 +131,7 @@ def test_the_callback_dedups_on_either_store(tmp_path, store_url):
 
 def test_an_unreachable_redis_stops_start_up(tmp_path):
     from app import SettingsError
-    from tests.redis_server import free_port
+    from tests.servers import free_port
 
     with pytest.raises(SettingsError, match="WECHAT_STORE_URL"):
         make_app(tmp_path, WECHAT_STORE_URL=f"redis://127.0.0.1:{free_port()}/0")
