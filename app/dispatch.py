@@ -69,21 +69,21 @@ def receivers_in_order(signal: Signal, sender: str, plugins: tuple[str, ...]) ->
     (signals are process-wide); receivers from other modules run everywhere, after
     the plugins' ones.
     """
-    matching = list(signal.receivers_for(sender))
-    if not matching:
-        return []
+    matching = [receiver for receiver in signal.receivers_for(sender) if _runs_in(receiver, plugins)]
+    if len(matching) < 2:
+        return matching
     rank = {name: index for index, name in enumerate(plugins)}
-    chosen = []
+    ordered = []
     for position, ref in enumerate(signal.receivers.values()):
         receiver = ref() if isinstance(ref, weakref.ref) else ref
-        if receiver is None or receiver not in matching:
-            continue
-        module = getattr(receiver, "__module__", None)
-        if module in rank:
-            chosen.append((rank[module], position, receiver))
-        elif not is_plugin_module(module):
-            chosen.append((len(rank), position, receiver))
-    return [receiver for _, _, receiver in sorted(chosen, key=lambda item: item[:2])]
+        if receiver is not None and receiver in matching:
+            ordered.append((rank.get(getattr(receiver, "__module__", None), len(rank)), position, receiver))
+    return [receiver for _, _, receiver in sorted(ordered, key=lambda item: item[:2])]
+
+
+def _runs_in(receiver: object, plugins: tuple[str, ...]) -> bool:
+    module = getattr(receiver, "__module__", None)
+    return module in plugins or not is_plugin_module(module)
 
 
 def _name(receiver: object) -> str:

@@ -118,8 +118,9 @@ def exact_text(element: etree._Element) -> str:
     the CDATA is the sender's own text, leading and trailing spaces included.
     """
     text = element.text or ""
-    if not text.strip() or len(element):
-        return text.strip()
+    stripped = text.strip()
+    if stripped == text or not stripped or len(element):
+        return stripped  # nothing around the text to tell apart: the common case, and cheap
     serialized = etree.tostring(element, encoding=str, with_tail=False)
     inner = serialized[serialized.index(">") + 1 : serialized.rindex("</")]
     first = inner.find("<![CDATA[")
