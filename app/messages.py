@@ -91,6 +91,10 @@ def _has_doctype(body: bytes) -> bool:
     return False
 
 
+# A follower's own words: kept exactly, see exact_text().
+EXACT_TEXT = frozenset({"Content"})
+
+
 def read_fields(root: etree._Element) -> dict[str, str]:
     """Text of the leaf elements under ``root`` (and one level below), trimmed.
 
@@ -105,9 +109,10 @@ def read_fields(root: etree._Element) -> dict[str, str]:
                     if text:
                         fields[f"{child.tag}/{grandchild.tag}"] = text
         else:
-            text = (child.text or "").strip()
+            tag = child.tag
+            text = exact_text(child) if tag in EXACT_TEXT else (child.text or "").strip()
             if text:
-                fields[child.tag] = text
+                fields[tag] = text
     return fields
 
 
@@ -519,9 +524,6 @@ def parse_push(root: etree._Element) -> Push:
         create_time = _integer(fields["CreateTime"])
     except ValueError:
         raise PushError(f"CreateTime is not a valid integer: {fields['CreateTime'][:40]!r}") from None
-    content = root.find("Content")
-    if content is not None and "Content" in fields:
-        fields["Content"] = exact_text(content)
     if "MsgID" in fields and "MsgId" not in fields:
         fields["MsgId"] = fields["MsgID"]
     common = {
