@@ -103,8 +103,8 @@ class AESEnvelope:
 
 
 def new_nonce() -> str:
-    """A random numeric nonce, the form WeChat itself uses."""
-    return str(secrets.randbelow(10**10))
+    """A random numeric nonce, the form WeChat itself uses (up to 12 digits)."""
+    return str(int.from_bytes(secrets.token_bytes(5), "big"))
 
 
 def seal(
