@@ -11,7 +11,9 @@ from collections.abc import Mapping
 
 from flask import Flask
 
+from . import health, jobs  # noqa: F401  (importing jobs connects the finish-event receivers)
 from .callback import create_blueprint
+from .cli import wechat_cli
 from .client import WeChatClient
 from .crypto import AESEnvelope
 from .plugins import load_plugins
@@ -48,9 +50,6 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
         plugins=plugins,
     )
     app.register_blueprint(create_blueprint(settings.callback_path))
-
-    from . import health, jobs  # noqa: F401  (jobs connects the finish-event receivers)
-    from .cli import wechat_cli
 
     app.register_blueprint(health.blueprint)
     app.cli.add_command(wechat_cli)

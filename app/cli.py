@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import wraps
@@ -355,8 +356,6 @@ def token(refresh: bool) -> None:
     if cached is None:
         click.echo(f"access token: none cached (endpoint {endpoint})")
         return
-    import time
-
     left = cached.expires_at - time.time()
     state = "fresh" if cached.fresh else "due for refresh"
     click.echo(

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .messages import MassSendJobFinishEvent, TemplateSendJobFinishEvent
+from .signals import mass_send_finished, template_send_finished
 
 SUBMITTED, SUCCEEDED, FAILED = "submitted", "succeeded", "failed"
 STATUSES = (SUBMITTED, SUCCEEDED, FAILED)
@@ -82,8 +83,6 @@ def vars_of(item: object) -> dict[str, Any]:
 
 
 # --- finish events update the job records ------------------------------------
-
-from .signals import mass_send_finished, template_send_finished  # noqa: E402
 
 
 @mass_send_finished.connect
