@@ -64,8 +64,7 @@ class AESEnvelope:
             raise ValueError("EncodingAESKey is not valid base64") from None
         if len(key) != 32:
             raise ValueError("EncodingAESKey must decode to 32 bytes")
-        self._algorithm = algorithms.AES(key)
-        self._mode = modes.CBC(key[:16])
+        self._cipher = Cipher(algorithms.AES(key), modes.CBC(key[:16]))  # built once; a context per message
         self.app_id = app_id.encode()
 
     def decrypt(self, encrypted: str | bytes) -> bytes:
@@ -76,7 +75,7 @@ class AESEnvelope:
             raise DecryptError("Encrypt is not valid base64") from None
         if not ciphertext or len(ciphertext) % BLOCK_SIZE:
             raise DecryptError(f"Encrypt is {len(ciphertext)} bytes, not a multiple of {BLOCK_SIZE}")
-        decryptor = Cipher(self._algorithm, self._mode).decryptor()
+        decryptor = self._cipher.decryptor()
         plain = decryptor.update(ciphertext) + decryptor.finalize()
 
         pad = plain[-1]
@@ -98,7 +97,7 @@ class AESEnvelope:
         plain = secrets.token_bytes(16) + struct.pack(">I", len(xml)) + xml + self.app_id
         pad = BLOCK_SIZE - len(plain) % BLOCK_SIZE
         plain += bytes([pad]) * pad
-        encryptor = Cipher(self._algorithm, self._mode).encryptor()
+        encryptor = self._cipher.encryptor()
         return base64.b64encode(encryptor.update(plain) + encryptor.finalize()).decode()
 
 

@@ -24,8 +24,9 @@ MAX_ARTICLES_FOR_EVENT = 8
 
 def cdata(text: str) -> str:
     """``text`` as CDATA that cannot break out of itself."""
-    text = _FORBIDDEN.sub("", text)
-    return "<![CDATA[" + text.replace("]]>", "]]]]><![CDATA[>") + "]]>"
+    if not text.isalnum():  # ids and plain words need neither step
+        text = _FORBIDDEN.sub("", text).replace("]]>", "]]]]><![CDATA[>")
+    return "<![CDATA[" + text + "]]>"
 
 
 @dataclass(frozen=True)

@@ -143,3 +143,18 @@ def test_counters_add_up(store):
     store.increment("refused_403", 2)
     store.increment("handler_failures")
     assert store.counters() == {"refused_403": 3, "handler_failures": 1}
+
+
+def test_sqlite_sweeps_expired_pushes_and_keeps_live_ones(tmp_path, monkeypatch):
+    from app.store import sqlite
+
+    monkeypatch.setattr(sqlite, "SWEEP_EVERY", 10)
+    store = open_store(f"sqlite:///{tmp_path}/sweep.sqlite3")
+    for index in range(25):
+        store.claim_push(f"msg:old{index}", "text", b"<xml/>", 1)
+    time.sleep(1.2)
+    for index in range(20):
+        store.claim_push(f"msg:new{index}", "text", b"<xml/>", 60)
+    assert store.count_pushes() == 20
+    assert all(store.push_outcome(f"msg:new{index}") for index in range(20))
+    store.close()

@@ -26,7 +26,6 @@ CREATE TABLE IF NOT EXISTS pushes (
     status TEXT NOT NULL,
     reply BLOB
 );
-CREATE INDEX IF NOT EXISTS pushes_expiry ON pushes (expires_at);
 CREATE TABLE IF NOT EXISTS kv (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL,
@@ -51,8 +50,12 @@ CREATE TABLE IF NOT EXISTS counters (
 );
 """
 
-# Expired pushes are swept every this many claims, so no request pays for a long delete.
-SWEEP_EVERY = 512
+# Expired pushes are swept every SWEEP_EVERY claims, looking at the SWEEP_OLDEST oldest rows
+# only, so no request pays for a long delete.  Every push lives as long, and a row is only
+# ever inserted (never moved to a new expiry), so rowid order is expiry order: the expired
+# rows are always the oldest ones, and no index on the expiry is needed (one less to write).
+SWEEP_EVERY = 256
+SWEEP_OLDEST = 2048
 
 
 class SQLiteStore:
@@ -95,16 +98,22 @@ class SQLiteStore:
         now = time.time()
         self._claims += 1
         if self._claims % SWEEP_EVERY == 0:
-            self.db.execute("DELETE FROM pushes WHERE expires_at < ?", (now,))
-        # An expired record with the same key is replaced; a live one wins.
-        cursor = self.db.execute(
+            self.db.execute(
+                "DELETE FROM pushes WHERE rowid IN (SELECT rowid FROM pushes ORDER BY rowid LIMIT ?) "
+                "AND expires_at < ?",
+                (SWEEP_OLDEST, now),
+            )
+        insert = (
             "INSERT INTO pushes (key, kind, body, received_at, expires_at, status) VALUES (?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET kind = excluded.kind, body = excluded.body, "
-            "received_at = excluded.received_at, expires_at = excluded.expires_at, status = excluded.status, "
-            "reply = NULL WHERE pushes.expires_at < excluded.received_at",
-            (key, kind, body, now, now + ttl, RECEIVED),
+            "ON CONFLICT (key) DO NOTHING"
         )
-        return cursor.rowcount == 1
+        values = (key, kind, body, now, now + ttl, RECEIVED)
+        if self.db.execute(insert, values).rowcount == 1:
+            return True
+        # A live record wins; an expired one (not swept yet) gives way to the new push.
+        if self.db.execute("DELETE FROM pushes WHERE key = ? AND expires_at < ?", (key, now)).rowcount:
+            return self.db.execute(insert, values).rowcount == 1
+        return False
 
     def finish_push(self, key: str, status: str, reply: bytes | None) -> None:
         self.db.execute("UPDATE pushes SET status = ?, reply = ? WHERE key = ?", (status, reply, key))
