@@ -58,6 +58,9 @@ def callback() -> Response:
         log.warning("%s %s refused with %d: %s", request.method, request.path, refusal.status, refusal.reason)
         count(state, f"refused_{refusal.status}")
         return Response(refusal.reason + "\n", status=refusal.status, mimetype="text/plain")
+    except Exception:  # a bug or a failing store: logged, and WeChat still gets its answer, never a 500
+        log.exception("%s %s failed inside the server", request.method, request.path)
+        return Response(SUCCESS, mimetype="text/plain")
 
 
 def verify(state: AppState, query: dict[str, str]) -> None:
@@ -89,8 +92,8 @@ def handle_push(state: AppState, query: dict[str, str], body: bytes) -> Response
 
     key = push.dedup_key
     if not journal(state, key, push.msg_type, body):
-        outcome = state.store.push_outcome(key)
         log.info("repeated push %s answered from the first delivery", key)
+        outcome = state.store.push_outcome(key)
         reply_xml = outcome[1] if outcome else None
     else:
         reply_xml = answer(state, key, push)

@@ -387,3 +387,24 @@ def test_a_push_encrypted_by_wechats_sample_code_is_decrypted_and_answered(tmp_p
 
     reply = etree.fromstring(open_reply(response.get_data(), "123456", envelope))
     assert (reply.findtext("ToUserName"), reply.findtext("Content")) == ("messense", "test")
+
+
+def test_a_failing_store_never_turns_into_a_500(app, caplog):
+    """Store down: the push is still handled (a duplicate beats a lost message) and answered."""
+    state = app.extensions["wechat"]
+
+    class BrokenStore:
+        def __getattr__(self, name):
+            def fail(*args, **kwargs):
+                raise OSError("disk I/O error")
+
+            return fail
+
+    state.store = BrokenStore()
+    with caplog.at_level(logging.ERROR):
+        reply = PushClient(app).post(text_push("store is down"))
+        refused = app.test_client().post("/wechat")  # a refusal is still a 400, counted or not
+    assert reply.status == 200
+    assert reply.content == "store is down"
+    assert refused.status_code == 400
+    assert any("disk I/O error" in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
