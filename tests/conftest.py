@@ -54,6 +54,15 @@ def fixture(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
 
 
+@pytest.fixture
+def fake():
+    """A fake WeChat API on 127.0.0.1 (app.fakeapi), for the client's tests."""
+    from app.fakeapi import FakeWeChatAPI
+
+    with FakeWeChatAPI() as server:
+        yield server
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory):
     """The URL of a real Redis server on 127.0.0.1, emptied before each test that uses it."""

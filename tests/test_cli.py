@@ -7,18 +7,11 @@ from datetime import datetime
 
 import pytest
 
-from app.fakeapi import FakeWeChatAPI
 from app.testing import PushClient, event_push
 from tests.api_fixtures import make_app
 
 ALICE, BOB, CAROL = "oABCD1xYz9Kq3mT7wVb2RsLpN4eG", "oABCDq7Jd0Hn5Wc8ZtF1uLxM6sPa", "oABCDf3Gh8Jk1Lm5Np9Qr2St6Uv0"
 SEND = "message/custom/send"
-
-
-@pytest.fixture
-def fake():
-    with FakeWeChatAPI() as server:
-        yield server
 
 
 @pytest.fixture

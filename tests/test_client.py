@@ -39,12 +39,6 @@ CHINESE_EMOJI = "你好😀"
 
 
 @pytest.fixture
-def fake():
-    with FakeWeChatAPI() as server:
-        yield server
-
-
-@pytest.fixture
 def app(tmp_path, fake):
     return make_app(tmp_path, fake)
 
