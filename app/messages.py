@@ -7,8 +7,9 @@ into one of the frozen dataclasses below, chosen from ``MESSAGE_TYPES`` or
 :class:`UnknownEvent` and keeps every field.
 
 Each dataclass field names the XML element it comes from (``xml("Content")``); a
-path such as ``"ScanCodeInfo/ScanType"`` reaches one level down.  Text is trimmed,
-an empty element counts as absent, numbers become ``int`` or ``float``.
+path such as ``"ScanCodeInfo/ScanType"`` reaches one level down.  Text is trimmed
+(a follower's ``Content`` keeps its own spaces, see :func:`exact_text`), an empty
+element counts as absent, numbers become ``int`` or ``float``.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ class PushError(ValueError):
 # character, so deleting bytes is safe.
 FORBIDDEN_CONTROL_BYTES = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20)])
 # U+FFFE and U+FFFF are not XML characters either; their UTF-8 forms cannot occur inside another character.
-_DECLARED_ENCODING = re.compile(rb"""\s*<\?xml[^>]*?encoding\s*=\s*["']([^"']*)["']""")
 _NONCHARACTERS = (b"\xef\xbf\xbe", b"\xef\xbf\xbf")
+_DECLARED_ENCODING = re.compile(rb"""\s*<\?xml[^>]*?encoding\s*=\s*["']([^"']*)["']""")
 
 _PARSER = etree.XMLParser(
     encoding="utf-8",
