@@ -18,7 +18,7 @@ from blinker import Signal
 
 from . import signals
 from .messages import Event, MassSendJobFinishEvent, Message, Push, TemplateSendJobFinishEvent
-from .plugins import is_plugin_module
+from .plugins import is_plugin_module, plugin_of
 from .replies import Reply, as_reply
 
 log = logging.getLogger(__name__)
@@ -77,13 +77,14 @@ def receivers_in_order(signal: Signal, sender: str, plugins: tuple[str, ...]) ->
     for position, ref in enumerate(signal.receivers.values()):
         receiver = ref() if isinstance(ref, weakref.ref) else ref
         if receiver is not None and receiver in matching:
-            ordered.append((rank.get(getattr(receiver, "__module__", None), len(rank)), position, receiver))
+            plugin = plugin_of(getattr(receiver, "__module__", None), plugins)
+            ordered.append((rank.get(plugin, len(rank)), position, receiver))
     return [receiver for _, _, receiver in sorted(ordered, key=lambda item: item[:2])]
 
 
 def _runs_in(receiver: object, plugins: tuple[str, ...]) -> bool:
     module = getattr(receiver, "__module__", None)
-    return module in plugins or not is_plugin_module(module)
+    return plugin_of(module, plugins) is not None or not is_plugin_module(module)
 
 
 def _name(receiver: object) -> str:

@@ -135,3 +135,25 @@ def test_entry_point_plugins_are_loaded(tmp_path, plugin_dir):
     (dist / "entry_points.txt").write_text(f"[wechat_callback.plugins]\ndemo = {module}\n")
     client = PushClient(make_app(tmp_path, WECHAT_PLUGINS=""))
     assert client.post(text_push("hi")).content == "entry point: hi"
+
+
+def test_importing_the_echo_plugin_does_not_load_it(tmp_path):
+    from app.plugins.echo import GREETING  # noqa: F401  (a test may want the greeting text)
+
+    client = PushClient(make_app(tmp_path, WECHAT_PLUGINS=""))
+    assert client.post(text_push("hi")).body == b"success"
+
+
+def test_a_package_plugin_owns_the_receivers_of_its_modules(tmp_path, plugin_dir):
+    package = f"pkg_{uuid.uuid4().hex[:8]}"
+    (plugin_dir / package).mkdir()
+    (plugin_dir / package / "__init__.py").write_text("from . import handlers\n")
+    (plugin_dir / package / "handlers.py").write_text(textwrap.dedent(ANSWERS_TEXT.format(word="package")))
+    other = write_plugin(plugin_dir, ANSWERS_TEXT.format(word="module"))
+    assert PushClient(make_app(tmp_path / "a", WECHAT_PLUGINS=f"{package},{other}")).post(
+        text_push("hi")
+    ).content == "package: hi"
+    assert PushClient(make_app(tmp_path / "b", WECHAT_PLUGINS=f"{other},{package}")).post(
+        text_push("hi")
+    ).content == "module: hi"
+    assert PushClient(make_app(tmp_path / "c", WECHAT_PLUGINS="")).post(text_push("hi")).body == b"success"

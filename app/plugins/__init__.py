@@ -1,10 +1,12 @@
 """Loading handler plugins: modules named in ``WECHAT_PLUGINS`` or registered
 under the entry-point group ``wechat_callback.plugins``.
 
-A plugin is an ordinary module that connects receivers to :mod:`app.signals`
-when it is imported.  Signals are process-wide, so the dispatcher runs a
-receiver from a plugin module only in the apps that loaded that plugin;
-receivers connected from anywhere else always run.
+A plugin is an ordinary module (or package) that connects receivers to
+:mod:`app.signals` when it is imported.  Signals are process-wide, so the
+dispatcher runs a receiver that belongs to a plugin (it is defined in the
+plugin's module or below its package) only in the apps that loaded that plugin.
+The plugins shipped in ``app.plugins`` count as plugins even when merely
+imported.  Receivers connected from anywhere else always run.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from ..settings import SettingsError
 
 ENTRY_POINT_GROUP = "wechat_callback.plugins"
 
-# Every module any app in this process loaded as a plugin.
-_loaded_anywhere: set[str] = set()
+# Every module any app in this process loaded as a plugin, and the shipped ones.
+_loaded_anywhere: set[str] = {__name__}
 
 
 def load_plugins(names: tuple[str, ...]) -> tuple[str, ...]:
@@ -43,6 +45,16 @@ def load_plugins(names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(loaded)
 
 
-def is_plugin_module(name: str | None) -> bool:
-    """Whether some app in this process loaded the module ``name`` as a plugin."""
-    return name in _loaded_anywhere
+def plugin_of(module: str | None, plugins: tuple[str, ...] | set[str]) -> str | None:
+    """The plugin among ``plugins`` that ``module`` belongs to: the plugin itself or a module below it."""
+    if module is None:
+        return None
+    for plugin in plugins:
+        if module == plugin or module.startswith(plugin + "."):
+            return plugin
+    return None
+
+
+def is_plugin_module(module: str | None) -> bool:
+    """Whether ``module`` belongs to a plugin some app in this process loaded, or to a shipped one."""
+    return plugin_of(module, _loaded_anywhere) is not None
