@@ -37,7 +37,10 @@ class Refusal(Exception):
 
 def create_blueprint(path: str) -> Blueprint:
     blueprint = Blueprint("wechat", __name__)
-    blueprint.add_url_rule(path, "callback", callback, methods=["GET", "POST"])
+    # Every method comes here, so that any unsigned request is a 400 and a signed one with a
+    # method WeChat never uses is a 405 (no automatic OPTIONS answer either).
+    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    blueprint.add_url_rule(path, "callback", callback, methods=methods, provide_automatic_options=False)
     return blueprint
 
 
@@ -48,11 +51,13 @@ def callback() -> Response:
     query = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
     try:
         verify(state, query)
-        if request.method == "GET":
+        if request.method in ("GET", "HEAD"):
             echostr = query.get("echostr")
             if echostr is None:
                 raise Refusal(400, "verification request lacks echostr")
             return Response(echostr, mimetype="text/plain")
+        if request.method != "POST":
+            raise Refusal(405, f"{request.method} is not a method WeChat uses")
         return handle_push(state, query, read_body(environ, state.settings.max_body_bytes))
     except Refusal as refusal:
         log.warning("%s %s refused with %d: %s", request.method, request.path, refusal.status, refusal.reason)
@@ -142,7 +147,7 @@ def decrypt(state: AppState, body: bytes, query: dict[str, str]) -> bytes:
     except PushError as exc:
         raise Refusal(400, str(exc)) from None
     if not encrypted or not encrypted.strip():
-        raise Refusal(400, "encrypted push lacks Encrypt")
+        raise Refusal(403, "encrypted push lacks Encrypt, so nothing in it is authenticated")
     encrypted = encrypted.strip()
     try:
         crypto.check_signature(msg_signature, state.settings.token, timestamp, nonce, encrypted)

@@ -48,6 +48,10 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             raise click.ClickException(f"WeChat refused {exc.endpoint}: errcode {exc.errcode}, errmsg {exc.errmsg}")
         except (ValueError, TimeoutError) as exc:
             raise click.ClickException(str(exc))
+        except click.ClickException:
+            raise
+        except Exception as exc:  # e.g. the store does not answer: one line, not a traceback
+            raise click.ClickException(f"{type(exc).__name__}: {exc}")
 
     return run
 
@@ -55,7 +59,7 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 def read_json(path: str, expect: type, what: str) -> Any:
     """A JSON file's content, checked to be a ``expect`` (list or dict)."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(Path(path).read_text(encoding="utf-8-sig"))  # files saved with a BOM too
     except OSError as exc:
         raise click.BadParameter(f"cannot read {path}: {exc.strerror}") from None
     except ValueError as exc:
@@ -273,7 +277,7 @@ def mass_send(
     client = _client()
     if openids_file:
         try:
-            lines = Path(openids_file).read_text(encoding="utf-8").splitlines()
+            lines = Path(openids_file).read_text(encoding="utf-8-sig").splitlines()
         except OSError as exc:
             raise click.BadParameter(f"cannot read {openids_file}: {exc.strerror}") from None
         msg_ids = client.mass_send_to_openids(
@@ -328,6 +332,7 @@ def template_send(openid: str, template_id: str, data: str, url: str | None) -> 
 @click.option("--status", type=click.Choice(jobs.STATUSES), help="Only jobs with this status.")
 @click.option("--limit", type=int, default=100, show_default=True)
 @with_appcontext
+@reports_errors
 def list_jobs(status: str | None, limit: int) -> None:
     """The tracked mass and template sends and their finish results."""
     rows = get_state().store.list_jobs(status, limit)
@@ -343,14 +348,20 @@ def list_jobs(status: str | None, limit: int) -> None:
 
 
 @wechat_cli.command("token")
-@click.option("--refresh", is_flag=True, help="Fetch a new access token now.")
+@click.option("--refresh", is_flag=True, help="Ask WeChat for the access token now.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="With --refresh: force_refresh, which revokes the token every other server of this appid "
+    "holds (WeChat allows a few a day).",
+)
 @with_appcontext
 @reports_errors
-def token(refresh: bool) -> None:
+def token(refresh: bool, force: bool) -> None:
     """The access token's state (never the token itself)."""
     client = _client()
     if refresh:
-        client.tokens.refresh(force=True)
+        client.tokens.refresh(now=True, force=force)
     cached = client.tokens.cached()
     endpoint = client.settings.token_endpoint
     if cached is None:

@@ -9,13 +9,16 @@ into one of the frozen dataclasses below, chosen from ``MESSAGE_TYPES`` or
 Each dataclass field names the XML element it comes from (``xml("Content")``); a
 path such as ``"ScanCodeInfo/ScanType"`` reaches one level down.  Text is trimmed
 (a follower's ``Content`` keeps its own spaces, see :func:`exact_text`), an empty
-element counts as absent, numbers become ``int`` or ``float``.
+element counts as absent, numbers become ``int`` or ``float``.  Only the four
+fields every push has are required; a number that does not read is left out with
+a warning (its text stays in ``fields``) rather than losing the push.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import re
 import types
 from collections.abc import Callable, Mapping
@@ -23,6 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lxml import etree
+
+log = logging.getLogger(__name__)
 
 
 class PushError(ValueError):
@@ -191,7 +196,8 @@ def _build(cls: type, texts: Mapping[str, str], element: etree._Element, **given
         try:
             values[name] = convert(text)
         except (TypeError, ValueError):
-            raise PushError(f"{tag} is not a valid {convert.__name__.strip('_')}: {text[:40]!r}") from None
+            # Not worth losing the push over: the field is left out, its text stays in .fields.
+            log.warning("push field %s is not a valid %s: %r; left out", tag, convert.__name__.strip("_"), text[:40])
     return cls(**values, **given)
 
 
@@ -224,8 +230,9 @@ class Message(Push):
 
     @property
     def dedup_key(self) -> str:
-        if self.msg_id is not None:
-            return f"msg:{self.msg_id}"
+        msg_id = self.fields.get("MsgId")  # WeChat's own text, so an unreadable one still identifies
+        if msg_id is not None:
+            return f"msg:{msg_id}"
         return f"msg:{self.from_user}:{self.create_time}:{self.msg_type}"
 
 

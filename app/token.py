@@ -84,17 +84,19 @@ class TokenCache:
         if cached is not None and cached.token == token:
             self.store.delete_value(CACHE_KEY, expected=cached.raw)
 
-    def refresh(self, failed_token: str | None = None, force: bool = False) -> str:
+    def refresh(self, failed_token: str | None = None, force: bool = False, now: bool = False) -> str:
         """Fetch a new token, unless another thread or process just did.
 
         ``failed_token`` is one WeChat refused: a cached copy of it does not count
         as fresh.  WeChat is asked in force mode only if it hands the refused token
         back, as a forced refresh revokes the token everyone else holds and is
-        limited to a few a day.  ``force`` always fetches, in force mode.
+        limited to a few a day.  ``now`` always asks WeChat, ``force`` always asks
+        in force mode.
         """
 
         def usable(cached: CachedToken | None) -> bool:
-            return not force and cached is not None and cached.fresh and cached.token != failed_token
+            fetch_anyway = force or now
+            return not fetch_anyway and cached is not None and cached.fresh and cached.token != failed_token
 
         deadline = time.monotonic() + self.wait_timeout
         with self._thread_lock:

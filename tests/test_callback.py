@@ -408,3 +408,28 @@ def test_a_failing_store_never_turns_into_a_500(app, caplog):
     assert reply.content == "store is down"
     assert refused.status_code == 400
     assert any("disk I/O error" in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
+
+
+def test_head_verification_is_answered_like_get(http):
+    response = http.head(url(signed_query(TOKEN, echostr="123")))
+    assert response.status_code == 200
+
+
+def test_options_without_a_signature_is_a_bad_request(http):
+    assert http.options("/wechat").status_code == 400
+
+
+def test_safe_mode_envelope_without_encrypt_is_forbidden(app):
+    query = {**signed_query(TOKEN), "encrypt_type": "aes", "msg_signature": "0" * 40}
+    response = app.test_client().post(url(query), data=b"<xml><ToUserName>gh</ToUserName></xml>")
+    assert response.status_code == 403
+
+
+def test_a_small_body_limit_is_a_valid_setting(tmp_path):
+    app = make_app(tmp_path, WECHAT_MAX_BODY_BYTES="100", WECHAT_TIMESTAMP_TOLERANCE="0")
+    response = app.test_client().post(url(signed_query(TOKEN)), data=text_push("longer than one hundred bytes"))
+    assert response.status_code == 413
+
+
+def test_a_signed_request_with_another_method_is_not_allowed(http):
+    assert http.put(url(signed_query(TOKEN)), data=text_push("x")).status_code == 405

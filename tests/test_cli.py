@@ -390,9 +390,13 @@ def test_token_shows_its_state_but_never_the_token(fake, wechat):
 
     output = succeeded(wechat("token", "--refresh"))
     refresh = fake.token_requests()[-1]
-    assert refresh.json["force_refresh"] is True
-    assert len(fake.issued_tokens) == 2
+    assert refresh.json["force_refresh"] is False  # asks WeChat, without revoking other servers' token
+    assert len(fake.token_requests()) == 2
     assert "fresh" in output
+
+    output = succeeded(wechat("token", "--refresh", "--force"))
+    assert fake.token_requests()[-1].json["force_refresh"] is True
+    assert len(fake.issued_tokens) == 2
     assert not [token for token in fake.issued_tokens if token in output]
 
 
@@ -428,3 +432,18 @@ def test_a_long_mass_send_that_fails_part_way_can_be_finished_without_sending_tw
     assert output.split() == ["1000000001", "1000000002", "1000000003"]
     sent = [r.json["clientmsgid"] for r in fake.requests_to("message/mass/send")]
     assert sent == [f"{clientmsgid}-1", f"{clientmsgid}-2", f"{clientmsgid}-1", f"{clientmsgid}-2", f"{clientmsgid}-3"]
+
+
+def test_an_openids_file_saved_with_a_bom_sends_each_openid_once(fake, wechat, tmp_path):
+    path = tmp_path / "openids.txt"
+    path.write_bytes("\ufeff".encode() + f"{ALICE}\n{BOB}\n{ALICE}\n".encode())
+    succeeded(wechat("mass", "send", "--openids", str(path), "--text", "hi"))
+    assert only(fake.requests_to("message/mass/send")).json["touser"] == [ALICE, BOB]
+
+
+def test_an_articles_file_saved_with_a_bom_is_read(fake, wechat, tmp_path):
+    path = tmp_path / "articles.json"
+    article = {"title": "标题", "description": "d", "url": "https://example.com", "picurl": "https://example.com/p"}
+    path.write_bytes("\ufeff".encode() + json.dumps([article], ensure_ascii=False).encode())
+    succeeded(wechat("send", "news", ALICE, str(path)))
+    assert only(fake.requests_to(SEND)).json["news"]["articles"][0]["title"] == "标题"

@@ -659,12 +659,6 @@ def test_non_numeric_create_time_is_refused(create_time):
         m.parse(body)
 
 
-def test_non_numeric_msg_id_is_refused():
-    body = load("text.xml").replace(b"7382459180612344321", b"not-a-number")
-    with pytest.raises(m.PushError, match="MsgId"):
-        m.parse(body)
-
-
 def test_event_push_without_event_is_refused():
     body = re.sub(rb"\s*<Event>.*?</Event>", b"", load("event_click.xml"))
     with pytest.raises(m.PushError, match="Event"):
@@ -675,3 +669,20 @@ def test_event_push_without_event_is_refused():
 def test_malformed_body_is_refused(body):
     with pytest.raises(m.PushError):
         m.parse(body)
+
+
+def test_an_unreadable_optional_number_is_left_out_and_kept_as_text(caplog):
+    body = load("location.xml").replace(b"<Scale>15</Scale>", b"<Scale>fifteen</Scale>")
+    with caplog.at_level("WARNING", logger="app.messages"):
+        push = m.parse(body)
+    assert push.scale is None
+    assert push.fields["Scale"] == "fifteen"
+    assert "Scale is not a valid integer" in caplog.text
+
+
+def test_an_unreadable_msg_id_still_deduplicates():
+    body = load("text.xml")
+    odd = re.sub(rb"<MsgId>\d+</MsgId>", b"<MsgId>not-a-number</MsgId>", body)
+    push = m.parse(odd)
+    assert push.msg_id is None
+    assert push.dedup_key == m.parse(odd).dedup_key == "msg:not-a-number"

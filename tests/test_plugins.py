@@ -150,10 +150,12 @@ def test_a_package_plugin_owns_the_receivers_of_its_modules(tmp_path, plugin_dir
     (plugin_dir / package / "__init__.py").write_text("from . import handlers\n")
     (plugin_dir / package / "handlers.py").write_text(textwrap.dedent(ANSWERS_TEXT.format(word="package")))
     other = write_plugin(plugin_dir, ANSWERS_TEXT.format(word="module"))
-    assert PushClient(make_app(tmp_path / "a", WECHAT_PLUGINS=f"{package},{other}")).post(
-        text_push("hi")
-    ).content == "package: hi"
-    assert PushClient(make_app(tmp_path / "b", WECHAT_PLUGINS=f"{other},{package}")).post(
-        text_push("hi")
-    ).content == "module: hi"
+    assert (
+        PushClient(make_app(tmp_path / "a", WECHAT_PLUGINS=f"{package},{other}")).post(text_push("hi")).content
+        == "package: hi"
+    )
+    assert (
+        PushClient(make_app(tmp_path / "b", WECHAT_PLUGINS=f"{other},{package}")).post(text_push("hi")).content
+        == "module: hi"
+    )
     assert PushClient(make_app(tmp_path / "c", WECHAT_PLUGINS="")).post(text_push("hi")).body == b"success"
