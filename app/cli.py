@@ -109,9 +109,7 @@ def replay(file: str, url: str | None, encrypt: bool) -> None:
         body, query = encrypt_push(xml, token, state.envelope, query)
     if url:
         try:
-            response = requests.post(
-                f"{url}?{urlencode(query)}", data=body, headers={"Content-Type": "text/xml"}, timeout=10
-            )
+            response = requests.post(url, params=query, data=body, headers={"Content-Type": "text/xml"}, timeout=10)
         except requests.RequestException as exc:
             raise click.ClickException(f"cannot reach {url}: {exc}") from None
         status, raw = response.status_code, response.content

@@ -145,7 +145,11 @@ class WeChatClient:
             raise TransportError(None, f"answer is not a JSON object: {response.text[:80]!r}", path)
         errcode = answer.get("errcode", 0)
         if errcode:
-            raise error_for(int(errcode), str(answer.get("errmsg", "")), path, answer)
+            try:
+                code = int(errcode)
+            except (TypeError, ValueError):
+                raise TransportError(None, f"errcode is not a number: {errcode!r}", path) from None
+            raise error_for(code, str(answer.get("errmsg", "")), path, answer)
         return answer
 
     # --- access token ---------------------------------------------------------
@@ -288,7 +292,7 @@ class WeChatClient:
             "clientmsgid": clientmsgid or _new_client_id(),
         }
         answer = self._mass_call("message/mass/sendall", body)
-        msg_id = str(answer["msg_id"])
+        msg_id = str(_answer_field(answer, "msg_id", "message/mass/sendall"))
         target = "all" if tag_id is None else f"tag:{tag_id}"
         self._record(
             jobs.MASS,
@@ -337,7 +341,7 @@ class WeChatClient:
                 if not msg_ids:
                     raise
                 raise PartialMassSend(exc, msg_ids, base_id) from exc
-            msg_id = str(answer["msg_id"])
+            msg_id = str(_answer_field(answer, "msg_id", "message/mass/send"))
             self._record(
                 jobs.MASS,
                 msg_id,
@@ -390,7 +394,7 @@ class WeChatClient:
         if miniprogram:
             body["miniprogram"] = _pick(miniprogram, ("appid", "pagepath"), required=("appid",))
         answer = self.call("message/template/send", body)
-        msgid = str(answer["msgid"])
+        msgid = str(_answer_field(answer, "msgid", "message/template/send"))
         self._record(jobs.TEMPLATE, msgid, f"openid:{openid}", {"template_id": template_id})
         return int(msgid)
 
@@ -399,6 +403,13 @@ class WeChatClient:
             self.store.save_job(jobs.Job(msg_id=msg_id, kind=kind, target=target, detail=_drop_none(detail)))
         except Exception:  # the send went out; losing its record must not look like a failed send
             log.exception("could not record %s job %s", kind, msg_id)
+
+
+def _answer_field(answer: dict[str, Any], name: str, path: str) -> Any:
+    """A field WeChat's success answer must carry; its absence is a TransportError, not a KeyError."""
+    if answer.get(name) is None:
+        raise TransportError(None, f"answer lacks {name}", path)
+    return answer[name]
 
 
 def _new_session() -> requests.Session:

@@ -36,7 +36,7 @@ def metrics():
     lines = []
     try:
         counters = state.store.counters()
-        jobs = state.store.list_jobs(limit=10_000)
+        jobs = state.store.list_jobs(limit=1_000)
         cached = state.client.tokens.cached()
     except Exception as exc:
         log.error("metrics: store does not answer: %s", exc)
@@ -53,7 +53,7 @@ def metrics():
         "# TYPE wechat_handler_failures_total counter",
         f"wechat_handler_failures_total {counters.get('handler_failures', 0)}",
     ]
-    lines += ["# HELP wechat_jobs Tracked send jobs (newest 10,000), by kind and status.", "# TYPE wechat_jobs gauge"]
+    lines += ["# HELP wechat_jobs Tracked send jobs (newest 1,000), by kind and status.", "# TYPE wechat_jobs gauge"]
     for kind in ("mass", "template"):
         for status in STATUSES:
             count = sum(1 for job in jobs if job.kind == kind and job.status == status)

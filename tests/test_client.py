@@ -730,3 +730,15 @@ def test_a_finish_event_that_arrives_before_the_record_is_kept(app, fake, client
     assert job.created_at >= before - 1
     assert [j.msg_id for j in client.store.list_jobs("failed")] == [str(msgid)]
     assert client.store.list_jobs("submitted") == []
+
+
+def test_a_success_answer_without_its_msgid_is_a_transport_error(fake, client):
+    fake.route("message/template/send", lambda request: {"errcode": 0, "errmsg": "ok"})
+    with pytest.raises(TransportError, match="msgid"):
+        client.send_template(ALICE, "T", {"first": {"value": "x"}})
+
+
+def test_a_non_numeric_errcode_is_a_transport_error(fake, client):
+    fake.route("message/custom/send", lambda request: {"errcode": "oops", "errmsg": "?"})
+    with pytest.raises(TransportError, match="errcode"):
+        client.send_text(ALICE, "hi")

@@ -158,3 +158,12 @@ def test_sqlite_sweeps_expired_pushes_and_keeps_live_ones(tmp_path, monkeypatch)
     assert store.count_pushes() == 20
     assert all(store.push_outcome(f"msg:new{index}") for index in range(20))
     store.close()
+
+
+def test_jobs_are_listed_by_the_send_time_even_when_the_finish_came_first(store):
+    store.save_job(Job(msg_id="1", kind="mass", created_at=100.0))
+    store.finish_job(Job(msg_id="1", kind="mass", created_at=500.0, status=SUCCEEDED, finish_status="send success"))
+    store.finish_job(Job(msg_id="2", kind="mass", created_at=400.0, status=SUCCEEDED, finish_status="send success"))
+    store.save_job(Job(msg_id="2", kind="mass", created_at=200.0))
+    store.save_job(Job(msg_id="3", kind="mass", created_at=300.0))
+    assert [(job.msg_id, job.created_at) for job in store.list_jobs()] == [("3", 300.0), ("2", 200.0), ("1", 100.0)]

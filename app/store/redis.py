@@ -32,12 +32,13 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-# KEYS[1]=job hash, KEYS[2]=index; ARGV: created_at, index member, N, then field/value
-# pairs: the first N pairs are set, the rest only where the field is missing.
+# KEYS[1]=job hash, KEYS[2]=index; ARGV: created_at, index member, N, "1" when created_at is
+# the send's own (else the index keeps the position it has), then field/value pairs: the
+# first N pairs are set, the rest only where the field is missing.
 _UPSERT_JOB = """
 local always = tonumber(ARGV[3])
 local pair = 0
-for i = 4, #ARGV, 2 do
+for i = 5, #ARGV, 2 do
   if pair < always then
     redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
   else
@@ -45,7 +46,11 @@ for i = 4, #ARGV, 2 do
   end
   pair = pair + 1
 end
-redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
+if ARGV[4] == '1' then
+  redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
+else
+  redis.call('ZADD', KEYS[2], 'NX', ARGV[1], ARGV[2])
+end
 return 1
 """
 
@@ -128,7 +133,8 @@ class RedisStore:
         )
 
     def _write_job(self, job: Job, always: dict, if_absent: dict) -> None:
-        args: list = [job.created_at, f"{job.kind}:{job.msg_id}", len(always)]
+        sent = "created_at" in always  # the send's record knows when it was made; a finish only guesses
+        args: list = [job.created_at, f"{job.kind}:{job.msg_id}", len(always), "1" if sent else "0"]
         for name, value in [*always.items(), *if_absent.items()]:
             args += [name, value]
         self._upsert_job(keys=[PREFIX + f"job:{job.kind}:{job.msg_id}", PREFIX + "jobs"], args=args)
