@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -371,7 +370,3 @@ def token(refresh: bool, force: bool) -> None:
         f"access token: {state}, expires in {left:.0f}s at {iso(cached.expires_at)}, "
         f"fetched at {iso(cached.fetched_at)} from {endpoint}"
     )
-
-
-def main() -> None:  # pragma: no cover - convenience for python -m app.cli
-    sys.exit(wechat_cli())

@@ -42,10 +42,6 @@ class Settings:
     read_timeout: float = 10.0
     dedup_ttl: int = 86400
 
-    @property
-    def safe_mode_available(self) -> bool:
-        return self.encoding_aes_key is not None
-
 
 def load_settings(
     config: Mapping[str, object] | None = None,

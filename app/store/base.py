@@ -8,11 +8,17 @@
 
 from __future__ import annotations
 
+import json
 from typing import Protocol
 
 from ..jobs import Job
 
 RECEIVED, ANSWERED, FAILED = "received", "answered", "failed"
+
+
+def to_json(value: object) -> str:
+    """How both stores keep a job's counts and details: compact JSON, Chinese as is."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 class Store(Protocol):

@@ -14,7 +14,7 @@ import time
 import redis
 
 from ..jobs import Job
-from .base import RECEIVED
+from .base import RECEIVED, to_json
 
 PREFIX = "wechat:"
 
@@ -115,8 +115,8 @@ class RedisStore:
     def save_job(self, job: Job) -> None:
         self._write_job(
             job,
-            always={"target": job.target, "created_at": job.created_at, "send_detail": _dump(job.detail)},
-            if_absent={"status": job.status, "counts": _dump(job.counts)},
+            always={"target": job.target, "created_at": job.created_at, "send_detail": to_json(job.detail)},
+            if_absent={"status": job.status, "counts": to_json(job.counts)},
         )
 
     def finish_job(self, job: Job) -> None:
@@ -125,8 +125,8 @@ class RedisStore:
             always={
                 "status": job.status,
                 "finish_status": job.finish_status or "",
-                "counts": _dump(job.counts),
-                "finish_detail": _dump(job.detail),
+                "counts": to_json(job.counts),
+                "finish_detail": to_json(job.detail),
                 "finished_at": job.finished_at or time.time(),
             },
             if_absent={"target": job.target, "created_at": job.created_at},
@@ -175,7 +175,3 @@ def _job(kind: str, msg_id: str, data: dict[bytes, bytes]) -> Job:
         detail=detail,
         finished_at=float(text["finished_at"]) if text.get("finished_at") else None,
     )
-
-
-def _dump(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

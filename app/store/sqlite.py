@@ -14,7 +14,7 @@ import threading
 import time
 
 from ..jobs import Job
-from .base import ANSWERED, FAILED, RECEIVED  # noqa: F401  (re-exported for readers)
+from .base import RECEIVED, to_json
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS pushes (
@@ -175,7 +175,7 @@ class SQLiteStore:
             "INSERT INTO jobs (kind, msg_id, target, created_at, status, counts, detail) VALUES (?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (kind, msg_id) DO UPDATE SET target = excluded.target, created_at = excluded.created_at, "
             "detail = json_patch(jobs.detail, excluded.detail)",
-            (job.kind, job.msg_id, job.target, job.created_at, job.status, _dump(job.counts), _dump(job.detail)),
+            (job.kind, job.msg_id, job.target, job.created_at, job.status, to_json(job.counts), to_json(job.detail)),
         )
 
     def finish_job(self, job: Job) -> None:
@@ -192,8 +192,8 @@ class SQLiteStore:
                 job.created_at,
                 job.status,
                 job.finish_status,
-                _dump(job.counts),
-                _dump(job.detail),
+                to_json(job.counts),
+                to_json(job.detail),
                 job.finished_at,
             ),
         )
@@ -230,7 +230,3 @@ def _job(row: tuple) -> Job:
         detail=json.loads(detail),
         finished_at=finished_at,
     )
-
-
-def _dump(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
