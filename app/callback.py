@@ -16,10 +16,11 @@ from flask import Blueprint, Response, request
 
 from . import crypto
 from .dispatch import dispatch
-from .messages import Event, Push, PushError, parse_push, parse_xml
+from .messages import Event, Push, parse_push
 from .replies import MAX_ARTICLES_FOR_EVENT, MAX_ARTICLES_FOR_MESSAGE, render
 from .state import AppState, get_state
 from .store.base import ANSWERED, FAILED
+from .xmlsafe import PushError, parse_xml
 
 log = logging.getLogger(__name__)
 

@@ -69,8 +69,9 @@ def project_handler(state, journal: bool):
     """One push through the project's request path, as app.callback runs it, minus Flask."""
     from app import callback, crypto
     from app.dispatch import dispatch
-    from app.messages import Event, parse_push, parse_xml
+    from app.messages import Event, parse_push
     from app.replies import MAX_ARTICLES_FOR_EVENT, MAX_ARTICLES_FOR_MESSAGE, render
+    from app.xmlsafe import parse_xml
 
     settings = state.settings
     token, tolerance, envelope = settings.token, settings.timestamp_tolerance, state.envelope

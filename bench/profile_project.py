@@ -63,8 +63,9 @@ def median_us(fn, n: int, runs: int = 5) -> float:
 def stages(state, safe: bool, n: int, tmp: str) -> dict:
     from app import callback, crypto
     from app.dispatch import dispatch
-    from app.messages import parse_push, parse_xml
+    from app.messages import parse_push
     from app.replies import render
+    from app.xmlsafe import parse_xml
 
     token, envelope = state.settings.token, state.envelope
     batch = pushes.make_pushes(n, safe)

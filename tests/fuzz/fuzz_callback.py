@@ -49,8 +49,9 @@ sys.path.insert(0, str(HERE))
 with atheris.instrument_imports(include=["app"]):
     from app import create_app, crypto
     from app.crypto import AESEnvelope, CryptoError
-    from app.messages import Push, PushError, parse
+    from app.messages import Push, parse
     from app.testing import encrypt_push, open_reply, signed_query
+    from app.xmlsafe import PushError
 
 TOKEN = "fuzz-token"
 APP_ID = "wx49f0ab532d5d035a"
