@@ -1,4 +1,4 @@
-"""Helpers shared by the tests that drive the API client against :class:`app.fakeapi.FakeWeChatAPI`."""
+"""Helpers shared by the tests that drive the API client against :class:`app.testing.fakeapi.FakeWeChatAPI`."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from flask import Flask
 
 from app import create_app
 from app.client import WeChatClient
-from app.fakeapi import FakeWeChatAPI
 from app.settings import Settings
 from app.store.sqlite import SQLiteStore
+from app.testing.fakeapi import FakeWeChatAPI
 from app.token import CACHE_KEY
 
 CALLBACK_TOKEN = "callback-token"

@@ -56,8 +56,8 @@ def fixture(name: str) -> bytes:
 
 @pytest.fixture
 def fake():
-    """A fake WeChat API on 127.0.0.1 (app.fakeapi), for the client's tests."""
-    from app.fakeapi import FakeWeChatAPI
+    """A fake WeChat API on 127.0.0.1 (app.testing.fakeapi), for the client's tests."""
+    from app.testing.fakeapi import FakeWeChatAPI
 
     with FakeWeChatAPI() as server:
         yield server

@@ -1,4 +1,4 @@
-"""The WeChat API client against a fake WeChat API on 127.0.0.1 (:mod:`app.fakeapi`).
+"""The WeChat API client against a fake WeChat API on 127.0.0.1 (:mod:`app.testing.fakeapi`).
 
 Every send is checked as WeChat receives it: method, path, query and JSON body,
 down to the UTF-8 bytes.  The token tests count the requests the fake saw.
@@ -27,9 +27,9 @@ from app.errors import (
     TransportError,
     WeChatError,
 )
-from app.fakeapi import FakeWeChatAPI
 from app.store.sqlite import SQLiteStore
 from app.testing import PushClient, event_push
+from app.testing.fakeapi import FakeWeChatAPI
 from app.token import CACHE_KEY, TokenCache
 from tests.api_fixtures import age_cached_token, make_app, send_from_worker
 

@@ -49,7 +49,7 @@ def forward(sender, message, client, **extra):
 def test_a_slow_send_in_a_handler_does_not_hold_up_the_workers_other_requests(tmp_path):
     import concurrent.futures
 
-    from app.fakeapi import FakeWeChatAPI
+    from app.testing.fakeapi import FakeWeChatAPI
 
     (tmp_path / "slow_sender.py").write_text(SLOW_SENDER)
     with FakeWeChatAPI() as fake:

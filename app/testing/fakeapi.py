@@ -5,7 +5,7 @@ endpoints with WeChat-shaped JSON, records every request exactly as it arrived,
 and can be told to misbehave on a path::
 
     from app import create_app
-    from app.fakeapi import FakeWeChatAPI
+    from app.testing.fakeapi import FakeWeChatAPI
 
     def test_send(tmp_path):
         with FakeWeChatAPI() as fake:
@@ -33,25 +33,27 @@ Faults are queued per path and used up one request at a time, in order:
 ``"/cgi-bin/message/custom/send"``.
 
 The server is threaded and keeps connections alive, so many threads or worker
-processes may call it at once; it binds only the loopback interface.  Run it on
-its own with ``python -m app.fakeapi [PORT]``.
+processes may call it at once; it binds only the loopback interface (the HTTP
+side is :mod:`app.testing.fakehttp`).  Run it on its own, in the foreground,
+with ``python -m app.testing.fakeapi [--port N]``: it prints its base URL (for
+``WECHAT_API_BASE_URL``) and stops on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import secrets
+import signal
 import socket
-import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+
+from .fakehttp import Fault, Request, Server, close, handler_for
 
 HOST = "127.0.0.1"
 TOKEN_PATHS = ("/cgi-bin/stable_token", "/cgi-bin/token")
@@ -74,30 +76,6 @@ ERRMSGS = {
     45015: "response out of time limit or subscription is canceled",
     47001: "data format error",
 }
-
-
-@dataclass(frozen=True)
-class Request:
-    """One request as the fake received it."""
-
-    method: str
-    path: str  # "/cgi-bin/message/custom/send"
-    query: dict[str, str]
-    body: bytes  # the raw bytes, to check the encoding
-    json: Any  # the body parsed as JSON, or None
-    headers: dict[str, str]
-    at: float = field(default_factory=time.time)
-
-
-@dataclass(frozen=True)
-class Fault:
-    kind: str  # "errcode", "http", "slow", "drop", "garbage"
-    errcode: int = 0
-    errmsg: str = ""
-    status: int = 500
-    seconds: float = 0.0
-    body: bytes = b""
-    after_headers: bool = False
 
 
 Route = Callable[[Request], dict[str, Any]]
@@ -139,7 +117,7 @@ class FakeWeChatAPI:
         self._connections = 0
         self._open: set[socket.socket] = set()
         self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: Server | None = None
         self._thread: threading.Thread | None = None
 
     # --- running ------------------------------------------------------------
@@ -149,7 +127,7 @@ class FakeWeChatAPI:
         if self._server is not None:
             return self
         self._stopping.clear()
-        self._server = _Server((HOST, self._port), _handler_for(self))
+        self._server = Server((HOST, self._port), handler_for(self))
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), name="fake-wechat-api", daemon=True
         )
@@ -165,7 +143,7 @@ class FakeWeChatAPI:
         self._server.server_close()
         with self._lock:
             for connection in self._open:
-                _close(connection)
+                close(connection)
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._server = self._thread = None
@@ -383,102 +361,8 @@ class FakeWeChatAPI:
             self._open.discard(connection)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128  # fifty clients may connect at once
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass  # a client that hung up (after a timeout, say) is no error of the fake's
-
-
-def _handler_for(fake: FakeWeChatAPI) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, like WeChat
-        server_version = "fake-wechat-api"
-        sys_version = ""
-
-        def setup(self) -> None:
-            super().setup()
-            fake._opened(self.connection)
-
-        def finish(self) -> None:
-            fake._closed(self.connection)
-            try:
-                super().finish()
-            except OSError:
-                pass
-
-        def do_GET(self) -> None:
-            self._serve()
-
-        def do_POST(self) -> None:
-            self._serve()
-
-        def _serve(self) -> None:
-            url = urlsplit(self.path)
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            request = Request(
-                self.command,
-                url.path,
-                dict(parse_qsl(url.query, keep_blank_values=True)),
-                body,
-                _parse(body),
-                dict(self.headers.items()),
-            )
-            fault = fake._record(request)
-            if fault is not None and fault.kind == "slow":
-                if fake._stopping.wait(fault.seconds):
-                    return self._drop()
-                fault = None
-            if fault is not None and fault.kind == "drop":
-                if fault.after_headers:
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/json; encoding=utf-8")
-                    self.send_header("Content-Length", "64")
-                    self.end_headers()
-                    self.wfile.write(b'{"errcode":0,')
-                return self._drop()
-            if fault is not None and fault.kind == "http":
-                return self._send(fault.status, b"<html><body>Internal Server Error</body></html>", "text/html")
-            if fault is not None and fault.kind == "garbage":
-                return self._send(200, fault.body, "text/html")
-            status, answer = fake._answer(request, fault)
-            self._send(status, answer, "application/json; encoding=utf-8")
-
-        def _send(self, status: int, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def _drop(self) -> None:
-            self.close_connection = True
-            _close(self.connection)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # the recorded requests are the log; stderr stays quiet
-
-    return Handler
-
-
-def _close(connection: socket.socket) -> None:
-    try:
-        connection.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    connection.close()
-
-
 def _full_path(path: str) -> str:
     return path if path.startswith("/") else f"/cgi-bin/{path}"
-
-
-def _parse(body: bytes) -> Any:
-    try:
-        return json.loads(body.decode("utf-8")) if body else None
-    except ValueError:
-        return None
 
 
 def _errcode(errcode: int) -> dict[str, Any]:
@@ -493,18 +377,30 @@ def _json(value: dict[str, Any]) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def _serve_until_interrupted(port: int) -> None:
-    with FakeWeChatAPI(port=port) as fake:
-        print(
-            f"fake WeChat API on {fake.base_url} (appid {fake.app_id}, secret {fake.app_secret}); Ctrl-C stops it",
-            flush=True,
-        )
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
+def main(argv: list[str] | None = None) -> None:
+    """``python -m app.testing.fakeapi [--port N]``: serve until Ctrl-C or SIGTERM."""
+    parser = argparse.ArgumentParser(
+        prog="python -m app.testing.fakeapi",
+        description="Run a fake WeChat API on 127.0.0.1 in the foreground; Ctrl-C or SIGTERM stops it.",
+    )
+    parser.add_argument("--port", type=int, default=0, help="the port to listen on (default: a free one)")
+    port = parser.parse_args(argv).port
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops it as Ctrl-C does
+    fake = FakeWeChatAPI(port=port)
+    try:
+        fake.start()
+    except OSError as error:
+        parser.error(f"cannot listen on {HOST}:{port}: {error}")
+    try:
+        print(fake.base_url, flush=True)
+        print(f"appid {fake.app_id}, secret {fake.app_secret}; Ctrl-C or SIGTERM stops it", flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        fake.stop()
 
 
 if __name__ == "__main__":  # pragma: no cover
-    _serve_until_interrupted(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
+    main()

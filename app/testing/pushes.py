@@ -7,8 +7,8 @@
 
     def test_my_plugin():
         app = create_app({"WECHAT_TOKEN": "t", "WECHAT_PLUGINS": "my_plugin"})
-        reply = PushClient(app).post(text_push("hello"))
-        assert reply.content == "HELLO"
+        answer = PushClient(app).post(text_push("hello"))
+        assert answer.content == "HELLO"
 
 :class:`PushClient` signs exactly as WeChat does (and in safe mode encrypts the
 push and decrypts the reply), so a test goes through the whole request path.
@@ -24,9 +24,9 @@ from urllib.parse import urlencode
 from flask import Flask
 from lxml import etree
 
-from . import crypto
-from .replies import cdata
-from .state import get_state
+from .. import crypto
+from ..replies import cdata
+from ..state import get_state
 
 _msg_ids = itertools.count(int(time.time() * 1000) * 1000)
 
@@ -97,7 +97,7 @@ def open_reply(body: bytes, token: str, envelope: crypto.AESEnvelope | None) -> 
 
 
 @dataclass
-class Reply:
+class CallbackAnswer:
     """What the callback answered to a push."""
 
     status: int
@@ -132,7 +132,7 @@ class PushClient:
             raise ValueError("safe mode needs WECHAT_ENCODING_AES_KEY and WECHAT_APP_ID")
         self.client = app.test_client()
 
-    def post(self, xml: bytes, **query_options: object) -> Reply:
+    def post(self, xml: bytes, **query_options: object) -> CallbackAnswer:
         token = self.state.settings.token
         query = signed_query(token, **query_options)
         body = xml
@@ -143,4 +143,4 @@ class PushClient:
         )
         raw = response.get_data()
         opened = open_reply(raw, token, self.state.envelope) if self.safe_mode and response.status_code == 200 else raw
-        return Reply(response.status_code, opened, raw)
+        return CallbackAnswer(response.status_code, opened, raw)
