@@ -1,4 +1,5 @@
-"""Every row of the callback table in CONTRACT.md, through the app's real request path."""
+"""What the callback answers (verification, signatures, safe mode, bad bodies, replies, repeated pushes),
+through the app's real request path."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The ``flask --app wsgi wechat ...`` commands of CONTRACT.md against the fake WeChat API."""
+"""The ``flask --app wsgi wechat ...`` commands: what each sends to the fake WeChat API and what it prints."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Every recorded push replayed through the app, in plaintext and in safe mode:
-handlers get the typed push, and the echo plugin answers as CONTRACT.md says."""
+handlers get the typed push, and the echo plugin answers each as :func:`expected_reply` says."""
 
 from __future__ import annotations
 

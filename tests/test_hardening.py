@@ -1,8 +1,8 @@
 """Hostile and malformed input against the callback, as WeChat's callers could send it.
 
 Everything here goes through the HTTP surface (the Flask test client, and at the end a
-real gunicorn process) and checks what the caller sees: the status (200, 400, 403, 413 as
-the contract's table says, never 500), the reply body, the time it took, and whether a
+real gunicorn process) and checks what the caller sees: the status (200, 400, 403 or 413,
+never 500), the reply body, the time it took, and whether a
 handler ran (a counting receiver connected with blinker's ``connected_to``).
 """
 
@@ -113,7 +113,7 @@ def handlers_run() -> Iterator[list[str]]:
 
 
 def assert_answer(response, allowed=(200, 400)) -> None:
-    """The status is one the contract allows; a 200 body is ``success`` or a well-formed reply."""
+    """The status is one of ``allowed``; a 200 body is ``success`` or a well-formed reply."""
     assert response.status_code in allowed, (response.status_code, response.get_data()[:300])
     if response.status_code == 200:
         body = response.get_data()

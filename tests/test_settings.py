@@ -15,7 +15,7 @@ from app.settings import load_settings
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_defaults_follow_the_contract(tmp_path):
+def test_defaults_when_only_the_token_is_set(tmp_path):
     settings = load_settings({"WECHAT_TOKEN": "t"}, environ={}, instance_path=str(tmp_path))
     assert settings.callback_path == "/wechat"
     assert settings.api_base_url == "https://api.weixin.qq.com"
