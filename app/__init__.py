@@ -1,7 +1,7 @@
 """A WeChat Official Account callback server.
 
-:func:`create_app` wires it together: settings, store, API client, plugins, and
-the callback blueprint.
+:func:`create_app` wires it together: settings, store, API client, plugins, job
+tracking, and the callback blueprint.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from collections.abc import Mapping
 
 from flask import Flask
 
-from . import health, jobs  # noqa: F401  (importing jobs connects the finish-event receivers)
+from . import health, tracking
 from .callback import create_blueprint
 from .cli import wechat_cli
 from .client import WeChatClient
 from .crypto import AESEnvelope
-from .plugins import load_plugins
+from .plugins import Plugins, load_plugins
 from .settings import SettingsError, load_settings
 from .state import AppState, get_state
 from .store import open_store
@@ -47,7 +47,7 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
         store=store,
         envelope=envelope,
         client=WeChatClient(settings, store),
-        plugins=plugins,
+        plugins=Plugins(plugins, own=tracking.receivers(store)),
     )
     app.register_blueprint(create_blueprint(settings.callback_path))
 

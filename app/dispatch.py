@@ -1,25 +1,29 @@
-"""Sending a typed push through the signals and picking the reply.
+"""Sending a typed push to one app's receivers and picking the reply.
 
-blinker's own ``send`` stops at the first receiver that raises and does not
-promise an order.  Here every receiver runs, plugins first in the order the app
-lists them (``WECHAT_PLUGINS``, then entry points), each plugin's receivers in
-the order it connected them; a receiver that raises is logged and skipped.
+blinker's own ``send`` calls every receiver connected anywhere in the process,
+stops at the first that raises and promises no order.  Here the app's
+:class:`app.plugins.Plugins` names the receivers and their order: the plugins'
+(``WECHAT_PLUGINS``, then entry points; each plugin's in the order it connected
+them), then the app's own, then those connected at run time outside an import.
+Every receiver runs; one that raises is logged and skipped; the first reply wins.
 """
 
 from __future__ import annotations
 
 import logging
-import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from blinker import Signal
 
 from . import signals
 from .messages import Event, MassSendJobFinishEvent, Message, Push, TemplateSendJobFinishEvent
-from .plugins import is_plugin_module, plugin_of
+from .plugins import Plugins, PluginStore
 from .replies import Reply, as_reply
+
+if TYPE_CHECKING:
+    from .store import Store
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +34,17 @@ class Outcome:
     failures: int = 0
 
 
-def dispatch(push: Push, plugins: tuple[str, ...], **extra: Any) -> Outcome:
-    """Run every receiver of ``push``; the first reply in plugin order wins.
+def dispatch(push: Push, plugins: Plugins, *, store: Store | None = None, **extra: Any) -> Outcome:
+    """Run every receiver ``plugins`` has for ``push``; the first reply in their order wins.
 
-    ``plugins`` are the plugin modules of the app handling the push, in order;
-    ``extra`` (the client, the store) is passed to every receiver.
+    ``extra`` (the client) is passed to every receiver as is; ``store`` reaches them
+    as a :class:`app.plugins.PluginStore`, which holds only the plugins' own values.
     """
+    if store is not None:
+        extra["store"] = PluginStore(store)
     outcome = Outcome()
     for signal, sender, kwargs in _deliveries(push):
-        for receiver in receivers_in_order(signal, sender, plugins):
+        for receiver in plugins.receivers_of(signal, sender):
             try:
                 result = as_reply(receiver(sender, **kwargs, **extra))
             except Exception:
@@ -60,31 +66,6 @@ def _deliveries(push: Push) -> Iterator[tuple[Signal, str, dict[str, Any]]]:
             yield signals.template_send_finished, push.name, kwargs
     elif isinstance(push, Message):
         yield signals.message_received, push.msg_type.lower(), {"message": push}
-
-
-def receivers_in_order(signal: Signal, sender: str, plugins: tuple[str, ...]) -> list[Any]:
-    """The receivers of ``sender`` that run in an app with ``plugins``, in plugin order.
-
-    A receiver from a plugin module runs only in the apps that loaded that plugin
-    (signals are process-wide); receivers from other modules run everywhere, after
-    the plugins' ones.
-    """
-    matching = [receiver for receiver in signal.receivers_for(sender) if _runs_in(receiver, plugins)]
-    if len(matching) < 2:
-        return matching
-    rank = {name: index for index, name in enumerate(plugins)}
-    ordered = []
-    for position, ref in enumerate(signal.receivers.values()):
-        receiver = ref() if isinstance(ref, weakref.ref) else ref
-        if receiver is not None and receiver in matching:
-            plugin = plugin_of(getattr(receiver, "__module__", None), plugins)
-            ordered.append((rank.get(plugin, len(rank)), position, receiver))
-    return [receiver for _, _, receiver in sorted(ordered, key=lambda item: item[:2])]
-
-
-def _runs_in(receiver: object, plugins: tuple[str, ...]) -> bool:
-    module = getattr(receiver, "__module__", None)
-    return plugin_of(module, plugins) is not None or not is_plugin_module(module)
 
 
 def _name(receiver: object) -> str:

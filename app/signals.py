@@ -22,7 +22,13 @@ lower case as sender (``"subscribe"``, ``"scan"``, ``"click"``,
 events are also sent on their own signals, for code that tracks sends.
 
 Every receiver also gets ``client`` (the :class:`app.client.WeChatClient` for
-outbound calls) and should accept ``**extra`` for what later versions add.
+outbound calls) and ``store`` (an :class:`app.plugins.PluginStore`: short values
+with an expiry, ``get``, ``set``, ``add`` and ``delete``, under keys of the
+plugins' own), and should accept ``**extra`` for what later versions add.
+
+A receiver runs in the apps that loaded the plugin that connected it: what a
+plugin module connects while it is imported, and what the modules it imports
+connect meanwhile (a package's submodules, a helper module).
 
 A receiver's return value is the passive reply: a reply from :mod:`app.replies`,
 a ``str`` (a text reply) or ``None``.  The first reply in plugin order wins; the

@@ -1,4 +1,4 @@
-"""What one app holds: its settings, store, AES envelope and API client."""
+"""What one app holds: its settings, store, AES envelope, API client and receivers."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from .store import Store
 
 if TYPE_CHECKING:
     from .client import WeChatClient
+    from .plugins import Plugins
 
 
 @dataclass
@@ -21,7 +22,7 @@ class AppState:
     store: Store
     envelope: AESEnvelope | None
     client: WeChatClient
-    plugins: tuple[str, ...]  # plugin modules, in the order their replies win
+    plugins: Plugins  # the receivers it runs (its plugins', then its own), in the order their replies win
 
 
 def get_state(app: Flask | None = None) -> AppState:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 import textwrap
@@ -10,7 +11,9 @@ import uuid
 import pytest
 
 from app import SettingsError
-from app.testing import PushClient, event_push, text_push
+from app.plugins import PluginStore
+from app.signals import message_received
+from app.testing import PushClient, build_push, event_push, text_push
 from tests.conftest import make_app
 
 
@@ -71,7 +74,7 @@ def test_a_plugin_runs_only_in_the_apps_that_load_it(tmp_path):
     assert without.post(text_push("hi")).body == b"success"
 
 
-def test_receivers_get_the_client_and_the_store(tmp_path, plugin_dir):
+def test_receivers_get_the_client_and_a_store_of_the_plugins_own(tmp_path, plugin_dir):
     name = write_plugin(
         plugin_dir,
         """
@@ -81,12 +84,44 @@ def test_receivers_get_the_client_and_the_store(tmp_path, plugin_dir):
         @event_received.connect_via("click")
         def remember(sender, event, client, store, **extra):
             got.update(client=client, store=store, key=event.event_key)
+            store.set("last_click", event.event_key, 60)
     """,
     )
     app = make_app(tmp_path, WECHAT_PLUGINS=name)
     PushClient(app).post(event_push("CLICK", {"EventKey": "MENU_A"}))
     state = app.extensions["wechat"]
-    assert sys.modules[name].got == {"client": state.client, "store": state.store, "key": "MENU_A"}
+    got = sys.modules[name].got
+    assert (got["client"], got["key"]) == (state.client, "MENU_A")
+    assert isinstance(got["store"], PluginStore)
+    assert got["store"].get("last_click") == "MENU_A"
+    assert state.store.get_value("plugin:last_click") == "MENU_A"
+
+
+def test_a_plugins_store_cannot_reach_the_access_token_or_the_apps_records(tmp_path, plugin_dir):
+    name = write_plugin(
+        plugin_dir,
+        """
+        from app.signals import message_received
+        tried = {}
+
+        @message_received.connect_via("text")
+        def snoop(sender, message, store, **extra):
+            tried["read"] = store.get("access_token")
+            tried["deleted"] = store.delete("access_token")
+            tried["took_lock"] = store.add("access_token:lock", "mine", 60)
+            store.set("access_token", "forged", 60)
+            app_methods = ("get_value", "claim_push", "save_job", "list_jobs")
+            tried["methods"] = [name for name in app_methods if hasattr(store, name)]
+    """,
+    )
+    app = make_app(tmp_path, WECHAT_PLUGINS=name)
+    state = app.extensions["wechat"]
+    state.store.set_value("access_token", '{"token": "the real one"}', 600)
+    state.store.set_value("access_token:lock", "a worker", 600)
+    PushClient(app).post(text_push("hi"))
+    assert sys.modules[name].tried == {"read": None, "deleted": False, "took_lock": True, "methods": []}
+    assert state.store.get_value("access_token") == '{"token": "the real one"}'
+    assert state.store.get_value("access_token:lock") == "a worker"
 
 
 def test_event_names_match_in_lower_case(tmp_path, plugin_dir):
@@ -159,3 +194,121 @@ def test_a_package_plugin_owns_the_receivers_of_its_modules(tmp_path, plugin_dir
         == "module: hi"
     )
     assert PushClient(make_app(tmp_path / "c", WECHAT_PLUGINS="")).post(text_push("hi")).body == b"success"
+
+
+def write_module(folder, body: str, prefix: str = "module") -> str:
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    (folder / f"{name}.py").write_text(textwrap.dedent(body))
+    return name
+
+
+def test_a_receiver_a_helper_module_connects_while_a_plugin_is_imported_runs_only_where_that_plugin_does(
+    tmp_path, plugin_dir
+):
+    helper = write_module(
+        plugin_dir,
+        """
+        from app.signals import message_received
+
+        def answer_with(word):
+            @message_received.connect_via("text")
+            def answer(sender, message, **extra):
+                return word + ": " + message.content
+
+            return answer
+    """,
+        prefix="helper",
+    )
+    plugin = write_plugin(plugin_dir, f"from {helper} import answer_with\n\nanswer = answer_with('helped')\n")
+    assert sys.modules.get(plugin) is None
+    loading = PushClient(make_app(tmp_path / "a", WECHAT_PLUGINS=plugin))
+    other = PushClient(make_app(tmp_path / "b", WECHAT_PLUGINS=""))
+    loading_again = PushClient(make_app(tmp_path / "c", WECHAT_PLUGINS=plugin))  # imported already: nothing reconnects
+    assert sys.modules[plugin].answer.__module__ == helper
+    assert loading.post(text_push("hi")).content == "helped: hi"
+    assert other.post(text_push("hi")).body == b"success"
+    assert loading_again.post(text_push("hi")).content == "helped: hi"
+
+
+def test_receivers_run_in_plugin_order_then_connection_order_then_those_connected_at_run_time(tmp_path, plugin_dir):
+    calls = write_module(plugin_dir, "seen = []\n", prefix="calls")
+    first = write_plugin(
+        plugin_dir,
+        f"""
+        from app.signals import message_received
+        from {calls} import seen
+
+        @message_received.connect_via("text")
+        def a1(sender, **extra):
+            seen.append("a1")
+
+        def a2(sender, **extra):  # every sender
+            seen.append("a2")
+
+        message_received.connect(a2)
+
+        @message_received.connect_via("text")
+        def a3(sender, **extra):
+            seen.append("a3")
+    """,
+    )
+    second = write_plugin(
+        plugin_dir,
+        f"""
+        from app.signals import message_received
+        from {calls} import seen
+
+        @message_received.connect_via("text")
+        def b1(sender, **extra):
+            seen.append("b1")
+    """,
+    )
+    seen = __import__(calls).seen
+
+    def late(sender, **extra):
+        seen.append("late")
+
+    forward = PushClient(make_app(tmp_path / "a", WECHAT_PLUGINS=f"{first},{second}"))
+    backward = PushClient(make_app(tmp_path / "b", WECHAT_PLUGINS=f"{second},{first}"))
+    with message_received.connected_to(late):
+        forward.post(text_push("one"))
+        assert seen == ["a1", "a2", "a3", "b1", "late"]
+        seen.clear()
+        backward.post(text_push("two"))
+        assert seen == ["b1", "a1", "a2", "a3", "late"]
+        seen.clear()
+        forward.post(build_push("image", {"PicUrl": "u", "MediaId": "m", "MsgId": 7}))
+        assert seen == ["a2", "late"]
+
+
+def test_a_plugin_imported_before_an_app_loads_it_still_runs_there(tmp_path, plugin_dir):
+    name = write_plugin(plugin_dir, ANSWERS_TEXT.format(word="early"))
+    importlib.import_module(name)
+    assert PushClient(make_app(tmp_path, WECHAT_PLUGINS=name)).post(text_push("hi")).content == "early: hi"
+
+
+def test_what_a_module_that_is_no_plugin_connects_on_import_runs_in_no_app(tmp_path, plugin_dir):
+    name = write_module(plugin_dir, ANSWERS_TEXT.format(word="stray"))
+    importlib.import_module(name)
+    assert PushClient(make_app(tmp_path / "a", WECHAT_PLUGINS="")).post(text_push("hi")).body == b"success"
+    assert PushClient(make_app(tmp_path / "b")).post(text_push("hi")).content == "hi"  # the echo plugin's
+
+
+def test_a_disconnected_plugin_receiver_stops_running(tmp_path, plugin_dir):
+    name = write_plugin(plugin_dir, ANSWERS_TEXT.format(word="soon gone"))
+    client = PushClient(make_app(tmp_path, WECHAT_PLUGINS=name))
+    assert client.post(text_push("one")).content == "soon gone: one"
+    message_received.disconnect(sys.modules[name].answer)
+    assert client.post(text_push("two")).body == b"success"
+
+
+def test_a_weakly_connected_receiver_its_plugin_drops_never_runs(tmp_path, plugin_dir):
+    name = write_plugin(
+        plugin_dir,
+        """
+        from app.signals import message_received
+
+        message_received.connect(lambda sender, **extra: "dropped", sender="text")  # weak: collected at once
+    """,
+    )
+    assert PushClient(make_app(tmp_path, WECHAT_PLUGINS=name)).post(text_push("hi")).body == b"success"

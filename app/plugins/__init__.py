@@ -1,25 +1,58 @@
-"""Loading handler plugins: modules named in ``WECHAT_PLUGINS`` or registered
-under the entry-point group ``wechat_callback.plugins``.
+"""Loading handler plugins, and knowing which receivers belong to which app.
 
-A plugin is an ordinary module (or package) that connects receivers to
-:mod:`app.signals` when it is imported.  Signals are process-wide, so the
-dispatcher runs a receiver that belongs to a plugin (it is defined in the
-plugin's module or below its package) only in the apps that loaded that plugin.
-The plugins shipped in ``app.plugins`` count as plugins even when merely
-imported.  Receivers connected from anywhere else always run.
+A plugin is an ordinary module (or package) named in ``WECHAT_PLUGINS`` or
+registered under the entry-point group ``wechat_callback.plugins``; importing it
+connects receivers to :mod:`app.signals`.  Signals are process-wide, so blinker
+alone cannot say which app a receiver is for.  The ledger here can: it listens to
+each signal's ``receiver_connected`` (blinker's public hook) and files every
+receiver connected while a module is being imported under that module and under
+each module importing it at that moment: a package plugin owns what its
+submodules connect, a plugin what a helper module it imports connects.  The
+ledger lasts as long as the process, so an app that loads a module imported
+before (by another app, or by a test that wanted a constant from it) gets the
+same receivers.
+
+Each app holds a :class:`Plugins`: the receivers filed under its plugins, in
+plugin order, then the ones ``create_app`` registered for it alone.  A receiver
+connected while some other module was imported runs in no app.  A receiver
+connected at run time, outside any import (a test's ``connected_to``, a
+console), runs in every app, after the app's own.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
+import itertools
+import math
+import sys
+import threading
+import weakref
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from blinker import ANY, Signal
+
+from .. import signals
 from ..settings import SettingsError
 
-ENTRY_POINT_GROUP = "wechat_callback.plugins"
+if TYPE_CHECKING:
+    from ..store import Store
 
-# Every module any app in this process loaded as a plugin, and the shipped ones.
-_loaded_anywhere: set[str] = {__name__}
+ENTRY_POINT_GROUP = "wechat_callback.plugins"
+PLUGIN_KEY_PREFIX = "plugin:"
+
+Receiver = Callable[..., Any]
+
+
+class Connection(NamedTuple):
+    """``receiver`` connected to ``signal`` for ``sender`` (blinker's ``ANY``: every sender)."""
+
+    signal: Signal
+    sender: Any
+    receiver: Receiver
 
 
 def load_plugins(names: tuple[str, ...]) -> tuple[str, ...]:
@@ -41,20 +74,192 @@ def load_plugins(names: tuple[str, ...]) -> tuple[str, ...]:
             ) from None
         if module.__name__ not in loaded:
             loaded.append(module.__name__)
-    _loaded_anywhere.update(loaded)
     return tuple(loaded)
 
 
-def plugin_of(module: str | None, plugins: tuple[str, ...] | set[str]) -> str | None:
-    """The plugin among ``plugins`` that ``module`` belongs to: the plugin itself or a module below it."""
-    if module is None:
-        return None
-    for plugin in plugins:
-        if module == plugin or module.startswith(plugin + "."):
-            return plugin
-    return None
+class Plugins:
+    """The receivers one app runs, in the order their replies win.
+
+    First those filed under ``modules`` (the app's plugins, in order; each plugin's
+    in the order it connected them), then ``own`` (registered by ``create_app`` for
+    this app alone), then those connected at run time outside any import.  The
+    table (signal, sender) -> receivers is built once, at start-up, and again only
+    if a filed receiver is disconnected.
+    """
+
+    def __init__(self, modules: tuple[str, ...], own: Iterable[Connection] = ()) -> None:
+        self.modules = modules
+        self.own = tuple(own)
+        self._build()
+
+    def receivers_of(self, signal: Signal, sender: str) -> Sequence[Receiver]:
+        if self._version != _ledger_version:
+            self._build()
+        receivers = self._table.get((signal, sender))
+        if receivers is None:
+            receivers = self._table.get((signal, ANY), ())
+        late = connected_at_run_time(signal, sender)
+        return [*receivers, *late] if late else receivers
+
+    def _build(self) -> None:
+        self._version = _ledger_version
+        connected: dict[Signal, list[tuple[Hashable, Receiver]]] = defaultdict(list)
+        for signal, sender, receiver in [*filed_under(self.modules), *self.own]:
+            connected[signal].append((_sender_key(sender), receiver))
+        table: dict[tuple[Signal, Hashable], tuple[Receiver, ...]] = {}
+        for signal, pairs in connected.items():
+            for sender in {sender for sender, _ in pairs}:  # ANY's row holds only the ANY receivers
+                table[signal, sender] = _unique(receiver for key, receiver in pairs if key in (sender, ANY))
+        self._table = table
 
 
-def is_plugin_module(module: str | None) -> bool:
-    """Whether ``module`` belongs to a plugin some app in this process loaded, or to a shipped one."""
-    return plugin_of(module, _loaded_anywhere) is not None
+class PluginStore:
+    """The store as a plugin sees it: short values with an expiry, under keys that start with ``plugin:``.
+
+    The access token, its refresh lock, the push journal and the jobs are out of reach.
+    """
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def get(self, key: str) -> str | None:
+        """The live value under ``key``."""
+        return self._store.get_value(PLUGIN_KEY_PREFIX + key)
+
+    def set(self, key: str, value: str, ttl: float) -> None:
+        """Keep ``value`` under ``key`` for ``ttl`` seconds."""
+        self._store.set_value(PLUGIN_KEY_PREFIX + key, value, ttl)
+
+    def add(self, key: str, value: str, ttl: float) -> bool:
+        """Keep ``value`` only if ``key`` holds no live value; True if it did."""
+        return self._store.add_value(PLUGIN_KEY_PREFIX + key, value, ttl)
+
+    def delete(self, key: str, expected: str | None = None) -> bool:
+        """Delete ``key`` (only if it still holds ``expected``, when given)."""
+        return self._store.delete_value(PLUGIN_KEY_PREFIX + key, expected)
+
+
+# --- the ledger: who connected what -------------------------------------------------
+
+_lock = threading.Lock()
+# module -> (signal, sender, receiver or a weak reference to it), in connection order
+_filed: dict[str, list[tuple[Signal, Any, Any]]] = defaultdict(list)
+_owned: set[tuple[Signal, Hashable]] = set()  # (signal, receiver id) of every filed receiver
+_at_run_time: dict[Signal, dict[Hashable, int]] = defaultdict(dict)  # receiver id -> connection order
+_order = itertools.count()
+_ledger_version = 0  # moves when a filed receiver is disconnected
+
+
+def filed_under(modules: Iterable[str]) -> list[Connection]:
+    """The live receivers filed under ``modules``, module by module, each in connection order."""
+    with _lock:
+        filed = [entry for module in modules for entry in _filed.get(module, ())]
+    connections = []
+    for signal, sender, held in filed:
+        receiver = held() if isinstance(held, weakref.ref) else held
+        if receiver is not None:
+            connections.append(Connection(signal, sender, receiver))
+    return connections
+
+
+def connected_at_run_time(signal: Signal, sender: str) -> list[Receiver]:
+    """The receivers of ``sender`` connected outside any import, in connection order."""
+    order = _at_run_time.get(signal)
+    if not order:
+        return []
+    found = [receiver for receiver in signal.receivers_for(sender) if (signal, receiver_id(receiver)) not in _owned]
+    return sorted(found, key=lambda receiver: order.get(receiver_id(receiver), math.inf))
+
+
+def receiver_id(receiver: Receiver) -> Hashable:
+    """The receiver's identity as blinker keeps it: a bound method is its function and instance."""
+    if inspect.ismethod(receiver):
+        return id(receiver.__func__), id(receiver.__self__)
+    return id(receiver)
+
+
+def _on_connect(signal: Signal, *, receiver: Receiver, sender: Any, weak: bool, **_: Any) -> None:
+    importing = _modules_being_imported()
+    key = receiver_id(receiver)
+    with _lock:
+        if importing:
+            held = _weak_ref(receiver, (signal, key)) if weak else receiver
+            for module in importing:
+                _filed[module].append((signal, sender, held))
+            _owned.add((signal, key))
+        else:
+            _at_run_time[signal].setdefault(key, next(_order))
+
+
+def _on_disconnect(signal: Signal, *, receiver: Receiver, sender: Any, **_: Any) -> None:
+    global _ledger_version
+    key = receiver_id(receiver)
+    with _lock:
+        if (signal, key) in _owned:
+            for entries in _filed.values():
+                entries[:] = [
+                    (filed_signal, filed_sender, held)
+                    for filed_signal, filed_sender, held in entries
+                    if not (
+                        filed_signal is signal
+                        and (sender is ANY or filed_sender == sender)
+                        and receiver_id(held() if isinstance(held, weakref.ref) else held) == key
+                    )
+                ]
+            if sender is ANY:
+                _owned.discard((signal, key))
+            _ledger_version += 1
+        elif sender is ANY:
+            _at_run_time[signal].pop(key, None)
+
+
+def _modules_being_imported() -> list[str]:
+    """The modules whose top-level code is running in this thread, innermost first."""
+    names = []
+    frame = inspect.currentframe()
+    while frame is not None:
+        if frame.f_code.co_name == "<module>":
+            name = frame.f_globals.get("__name__")
+            module = sys.modules.get(name) if name != "__main__" else None
+            if module is not None and getattr(module, "__dict__", None) is frame.f_globals:
+                names.append(name)
+        frame = frame.f_back
+    return names
+
+
+def _weak_ref(receiver: Receiver, owned: tuple[Signal, Hashable]) -> weakref.ref:
+    """A weak reference that forgets the receiver's ownership when it dies: its id may be reused."""
+
+    def forget(_: weakref.ref) -> None:
+        _owned.discard(owned)  # no lock: the collector may run this while the lock is held
+
+    if inspect.ismethod(receiver):
+        return weakref.WeakMethod(receiver, forget)
+    return weakref.ref(receiver, forget)
+
+
+def _sender_key(sender: Any) -> Hashable:
+    return sender if sender is ANY or isinstance(sender, str | int) else id(sender)
+
+
+def _unique(receivers: Iterable[Receiver]) -> tuple[Receiver, ...]:
+    seen: set[Hashable] = set()
+    unique = []
+    for receiver in receivers:
+        key = receiver_id(receiver)
+        if key not in seen:
+            seen.add(key)
+            unique.append(receiver)
+    return tuple(unique)
+
+
+for _signal in (
+    signals.message_received,
+    signals.event_received,
+    signals.mass_send_finished,
+    signals.template_send_finished,
+):
+    _signal.receiver_connected.connect(_on_connect, weak=False)
+    _signal.receiver_disconnected.connect(_on_disconnect, weak=False)
