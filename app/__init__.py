@@ -46,7 +46,7 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
         settings=settings,
         store=store,
         envelope=envelope,
-        client=WeChatClient(settings, store),
+        client=WeChatClient(settings, store, on_send=store.save_job),
         plugins=Plugins(plugins, own=tracking.receivers(store)),
     )
     app.register_blueprint(create_blueprint(settings.callback_path))

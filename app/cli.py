@@ -229,15 +229,6 @@ def mass() -> None:
     """Mass sends: by tag, to all followers, or to a list of openids."""
 
 
-MASS_CONTENT_OPTIONS = (
-    ("text", "text"),
-    ("mpnews", "mpnews"),
-    ("image", "image"),
-    ("voice", "voice"),
-    ("mpvideo", "mpvideo"),
-)
-
-
 @mass.command("send")
 @click.option("--tag", "tag_id", type=int, help="Send to the followers with this tag id.")
 @click.option("--all", "to_all", is_flag=True, help="Send to every follower.")

@@ -11,7 +11,7 @@ import time
 
 from flask import Blueprint, Response, jsonify
 
-from .jobs import STATUSES
+from .jobs import KINDS, STATUSES
 from .state import get_state
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def metrics():
         f"wechat_handler_failures_total {counters.get('handler_failures', 0)}",
     ]
     lines += ["# HELP wechat_jobs Tracked send jobs (newest 1,000), by kind and status.", "# TYPE wechat_jobs gauge"]
-    for kind in ("mass", "template"):
+    for kind in KINDS:
         for status in STATUSES:
             count = sum(1 for job in jobs if job.kind == kind and job.status == status)
             lines.append(f'wechat_jobs{{kind="{kind}",status="{status}"}} {count}')

@@ -41,10 +41,10 @@ def make_app(tmp_path: Path, fake: FakeWeChatAPI, **config: object) -> Flask:
 
 def age_cached_token(client: WeChatClient, seconds_left: float, fetched_ago: float = 7200 - 100) -> None:
     """Make the cached token expire in ``seconds_left`` seconds (inside the refresh-ahead window if small)."""
-    data = json.loads(client.store.get_value(CACHE_KEY))
+    data = json.loads(client.tokens.store.get_value(CACHE_KEY))
     data["expires_at"] = time.time() + seconds_left
     data["fetched_at"] = time.time() - fetched_ago
-    client.store.set_value(CACHE_KEY, json.dumps(data), 3600)
+    client.tokens.store.set_value(CACHE_KEY, json.dumps(data), 3600)
 
 
 def send_from_worker(db_path: str, base_url: str, app_id: str, app_secret: str, openid: str, barrier: Any) -> None:

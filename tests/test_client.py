@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 
-import app.client as client_module
+import app.client.base as client_base
 from app import jobs
 from app.errors import (
     InvalidOpenId,
@@ -46,6 +46,11 @@ def app(tmp_path, fake):
 @pytest.fixture
 def client(app):
     return app.extensions["wechat"].client
+
+
+@pytest.fixture
+def store(app):
+    return app.extensions["wechat"].store
 
 
 def only(requests):
@@ -188,7 +193,7 @@ def test_upload_news_refuses_nine_articles_or_a_missing_field_before_any_call(fa
     assert fake.requests == []
 
 
-def test_mass_send_by_tag(fake, client):
+def test_mass_send_by_tag(fake, client, store):
     msg_id = client.mass_send_to_tag("text", CHINESE_EMOJI, 2)
 
     sent = only(fake.requests_to("message/mass/sendall"))
@@ -202,11 +207,11 @@ def test_mass_send_by_tag(fake, client):
     }
     assert isinstance(clientmsgid, str) and 0 < len(clientmsgid) <= 64
     assert CHINESE_EMOJI.encode() in sent.body
-    job = client.store.get_job(jobs.MASS, str(msg_id))
+    job = store.get_job(jobs.MASS, str(msg_id))
     assert (job.kind, job.target, job.status) == ("mass", "tag:2", "submitted")
 
 
-def test_mass_send_to_all(fake, client):
+def test_mass_send_to_all(fake, client, store):
     msg_id = client.mass_send_to_all("mpnews", "NEWS_1", send_ignore_reprint=True, clientmsgid="batch-7")
 
     sent = only(fake.requests_to("message/mass/sendall"))
@@ -217,10 +222,10 @@ def test_mass_send_to_all(fake, client):
         "send_ignore_reprint": 1,
         "clientmsgid": "batch-7",
     }
-    assert client.store.get_job(jobs.MASS, str(msg_id)).target == "all"
+    assert store.get_job(jobs.MASS, str(msg_id)).target == "all"
 
 
-def test_mass_send_to_openids_deduplicates_in_one_call(fake, client):
+def test_mass_send_to_openids_deduplicates_in_one_call(fake, client, store):
     msg_ids = client.mass_send_to_openids([ALICE, BOB, ALICE, " ", "", f" {BOB} "], "image", "IMG_1")
 
     sent = only(fake.requests_to("message/mass/send"))
@@ -232,11 +237,11 @@ def test_mass_send_to_openids_deduplicates_in_one_call(fake, client):
         "send_ignore_reprint": 0,
     }
     assert len(msg_ids) == 1
-    assert client.store.get_job(jobs.MASS, str(msg_ids[0])).target == "openids:2"
+    assert store.get_job(jobs.MASS, str(msg_ids[0])).target == "openids:2"
 
 
 @pytest.mark.parametrize(("count", "sizes"), [(10_000, [10_000]), (10_001, [5001, 5000]), (25_000, [8334, 8333, 8333])])
-def test_mass_send_to_openids_splits_into_balanced_calls(fake, client, count, sizes):
+def test_mass_send_to_openids_splits_into_balanced_calls(fake, client, store, count, sizes):
     openids = [f"o{n:027d}" for n in range(count)]
 
     msg_ids = client.mass_send_to_openids(openids + openids[:50], "text", "hello")
@@ -246,7 +251,7 @@ def test_mass_send_to_openids_splits_into_balanced_calls(fake, client, count, si
     assert [o for call in calls for o in call.json["touser"]] == openids  # each once, in order
     assert len({call.json["clientmsgid"] for call in calls}) == len(calls)
     assert len(msg_ids) == len(calls) == len(set(msg_ids))
-    targets = sorted(client.store.get_job(jobs.MASS, str(m)).target for m in msg_ids)
+    targets = sorted(store.get_job(jobs.MASS, str(m)).target for m in msg_ids)
     assert targets == sorted(f"openids:{size}" for size in sizes)
 
 
@@ -274,7 +279,7 @@ def test_mass_delete_and_get(fake, client):
     assert status == "SEND_SUCCESS"
 
 
-def test_template_send(fake, client):
+def test_template_send(fake, client, store):
     data = {"first": {"value": "您好😀", "color": "#173177"}, "keyword1": {"value": "订单 42"}}
     msgid = client.send_template(
         ALICE, "TPL_1", data, url="https://e.example/o/42", miniprogram={"appid": "wxmini", "pagepath": "pages/o?id=42"}
@@ -293,7 +298,7 @@ def test_template_send(fake, client):
     }
     assert "您好😀".encode() in sent.body and b"\\u" not in sent.body
     assert isinstance(msgid, int)
-    job = client.store.get_job(jobs.TEMPLATE, str(msgid))
+    job = store.get_job(jobs.TEMPLATE, str(msgid))
     assert (job.kind, job.target, job.status) == ("template", f"openid:{ALICE}", "submitted")
 
 
@@ -555,7 +560,7 @@ def test_wrong_app_secret_is_a_typed_error_from_the_token_endpoint(tmp_path, fak
 def test_system_busy_is_retried_with_backoff_until_it_succeeds(fake, client, monkeypatch):
     client.send_text(ALICE, "warm up")
     delays = []
-    monkeypatch.setattr(client_module, "time", SimpleNamespace(sleep=delays.append))  # only the client's pauses
+    monkeypatch.setattr(client_base, "time", SimpleNamespace(sleep=delays.append))  # only the client's pauses
     fake.fail("message/custom/send", -1, times=2)
 
     client.send_text(ALICE, "hi")
@@ -639,7 +644,7 @@ def test_a_refused_connection_is_retried_three_times(tmp_path, monkeypatch):
     with FakeWeChatAPI() as gone:
         client = make_app(tmp_path, gone).extensions["wechat"].client
     delays = []
-    monkeypatch.setattr(client_module, "time", SimpleNamespace(sleep=delays.append))  # only the client's pauses
+    monkeypatch.setattr(client_base, "time", SimpleNamespace(sleep=delays.append))  # only the client's pauses
 
     with pytest.raises(TransportError, match="connection failed") as caught:
         client.send_text(ALICE, "hi")
@@ -673,7 +678,7 @@ def test_neither_token_nor_secret_appears_in_logs_or_errors(tmp_path, fake, capl
         errors.append(caught.value)
     base_url = fake.base_url
     fake.stop()  # nothing listens now: the refused connection's message names the URL
-    client.store.delete_value(CACHE_KEY)
+    client.tokens.store.delete_value(CACHE_KEY)
     with pytest.raises(TransportError) as caught:
         client.send_text(ALICE, "hi")
     errors.append(caught.value)
@@ -691,9 +696,9 @@ def test_neither_token_nor_secret_appears_in_logs_or_errors(tmp_path, fake, capl
 # --- send jobs and their finish events ------------------------------------------------------
 
 
-def test_a_mass_job_goes_from_submitted_to_its_finish_status(app, client):
+def test_a_mass_job_goes_from_submitted_to_its_finish_status(app, client, store):
     msg_id = client.mass_send_to_tag("text", "hello", 2)
-    assert client.store.get_job(jobs.MASS, str(msg_id)).status == "submitted"
+    assert store.get_job(jobs.MASS, str(msg_id)).status == "submitted"
 
     reply = PushClient(app).post(
         event_push(
@@ -710,12 +715,12 @@ def test_a_mass_job_goes_from_submitted_to_its_finish_status(app, client):
     )
 
     assert (reply.status, reply.body) == (200, b"success")
-    job = client.store.get_job(jobs.MASS, str(msg_id))
+    job = store.get_job(jobs.MASS, str(msg_id))
     assert (job.status, job.finish_status, job.target) == ("succeeded", "send success", "tag:2")
     assert job.counts == {"total": 120, "filter": 118, "sent": 117, "error": 1}
 
 
-def test_a_finish_event_that_arrives_before_the_record_is_kept(app, fake, client):
+def test_a_finish_event_that_arrives_before_the_record_is_kept(app, fake, client, store):
     fake.route("message/template/send", lambda request: {"errcode": 0, "errmsg": "ok", "msgid": 3502817743897837570})
     PushClient(app).post(
         event_push("TEMPLATESENDJOBFINISH", {"MsgID": 3502817743897837570, "Status": "failed:user block"})
@@ -725,11 +730,11 @@ def test_a_finish_event_that_arrives_before_the_record_is_kept(app, fake, client
     msgid = client.send_template(ALICE, "TPL_1", {"first": {"value": "x"}})
 
     assert msgid == 3502817743897837570
-    job = client.store.get_job(jobs.TEMPLATE, str(msgid))
+    job = store.get_job(jobs.TEMPLATE, str(msgid))
     assert (job.status, job.finish_status, job.target) == ("failed", "failed:user block", f"openid:{ALICE}")
     assert job.created_at >= before - 1
-    assert [j.msg_id for j in client.store.list_jobs("failed")] == [str(msgid)]
-    assert client.store.list_jobs("submitted") == []
+    assert [j.msg_id for j in store.list_jobs("failed")] == [str(msgid)]
+    assert store.list_jobs("submitted") == []
 
 
 def test_a_success_answer_without_its_msgid_is_a_transport_error(fake, client):

@@ -1,8 +1,16 @@
-"""A finish event completes the send job in the store of the app that received it, and in no other."""
+"""Send jobs: the client reports each accepted send to its hook, and a finish event
+completes the job in the store of the app that received it, and in no other."""
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from app import jobs
+from app.client import WeChatClient
+from app.settings import Settings
+from app.store.sqlite import SQLiteStore
 from app.testing import PushClient, event_push
 from tests.conftest import make_app
 
@@ -31,3 +39,53 @@ def test_a_template_finish_event_is_tracked_without_any_plugin(tmp_path):
     PushClient(app).post(event_push("TEMPLATESENDJOBFINISH", {"MsgID": 77, "Status": "failed:user block"}))
     job = app.extensions["wechat"].store.get_job(jobs.TEMPLATE, "77")
     assert (job.status, job.finish_status) == ("failed", "failed:user block")
+
+
+@pytest.fixture
+def settings(tmp_path, fake):
+    return Settings(
+        token="t",
+        app_id=fake.app_id,
+        app_secret=fake.app_secret,
+        api_base_url=fake.base_url,
+        store_url=f"sqlite:///{tmp_path}/s.db",
+        read_timeout=5.0,
+    )
+
+
+def test_the_client_hands_each_accepted_send_to_its_hook(tmp_path, settings):
+    sent: list[jobs.Job] = []
+    token_store = SQLiteStore(str(tmp_path / "s.db"))
+    client = WeChatClient(settings, token_store, backoff=0.01, on_send=sent.append)
+
+    client.send_text("o_alice", "not a job")
+    msg_id = client.mass_send_to_tag("text", "hello", 2)
+    msgid = client.send_template("o_alice", "TPL_1", {"first": {"value": "x"}})
+
+    assert [(job.kind, job.msg_id, job.target, job.status) for job in sent] == [
+        (jobs.MASS, str(msg_id), "tag:2", jobs.SUBMITTED),
+        (jobs.TEMPLATE, str(msgid), "openid:o_alice", jobs.SUBMITTED),
+    ]
+    assert sent[0].detail == {"msgtype": "text", "content": "hello", "msg_data_id": msg_id * 10 + 1}  # the fake's
+    assert sent[1].detail == {"template_id": "TPL_1"}
+    assert token_store.list_jobs() == []  # the store is the client's for the token only
+
+
+def test_a_failing_hook_is_logged_and_the_send_still_counts(tmp_path, settings, caplog):
+    def broken(job: jobs.Job) -> None:
+        raise OSError("disk full")
+
+    client = WeChatClient(settings, SQLiteStore(str(tmp_path / "s.db")), backoff=0.01, on_send=broken)
+    with caplog.at_level(logging.ERROR):
+        msg_id = client.mass_send_to_tag("text", "hello", 2)
+
+    assert msg_id
+    assert any(f"could not record mass job {msg_id}" in r.getMessage() for r in caplog.records)
+
+
+def test_the_apps_client_records_its_sends_in_the_apps_store(tmp_path, fake):
+    from tests.api_fixtures import make_app as make_api_app
+
+    app = make_api_app(tmp_path, fake)
+    msg_id = app.extensions["wechat"].client.mass_send_to_all("text", "hello")
+    assert app.extensions["wechat"].store.get_job(jobs.MASS, str(msg_id)).target == "all"
