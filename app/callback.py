@@ -1,39 +1,33 @@
 """The callback WeChat calls.  The request path, top to bottom:
 
-verify -> decrypt -> parse -> dedup -> journal -> dispatch -> reply -> encrypt
+allow-list -> query -> signature -> timestamp -> mode -> size -> decrypt -> parse
+-> dedup -> journal -> dispatch -> reply -> encrypt
 
-Every refusal is one log line and a 4xx; nothing a request carries can produce a
-500.  A handler that raises still gets WeChat its ``success``.
+Every refusal is one log line (one per minute when it repeats) and a 4xx; nothing
+a request carries can produce a 500.  A handler that raises still gets WeChat its
+``success``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from urllib.parse import parse_qsl
 
 from flask import Blueprint, Response, request
 
 from . import crypto
+from .allowlist import caller_address
 from .dispatch import dispatch
 from .messages import Event, Push, parse_push
 from .replies import MAX_ARTICLES_FOR_EVENT, MAX_ARTICLES_FOR_MESSAGE, render
 from .state import AppState, get_state
 from .store.base import ANSWERED, FAILED
+from .verify import CallbackQuery, Refusal, authenticate, check_mode, read_query
 from .xmlsafe import PushError, parse_xml
 
 log = logging.getLogger(__name__)
 
 SUCCESS = "success"
-
-
-class Refusal(Exception):
-    """A request we answer with ``status`` and log as ``reason``."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 def create_blueprint(path: str) -> Blueprint:
@@ -47,66 +41,81 @@ def create_blueprint(path: str) -> Blueprint:
 
 def callback() -> Response:
     state = get_state()
+    settings = state.settings
     environ = request.environ
-    # A plain dict from the query string: werkzeug's MultiDict costs more than the rest of verify.
-    query = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
     try:
-        verify(state, query)
+        if state.allowlist is not None:
+            caller = caller_address(
+                environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"), settings.trusted_proxies
+            )
+            if not state.allowlist.permits(caller):
+                raise Refusal(403, "caller is not in WECHAT_ALLOWED_IPS", str(caller))
+        query = read_query(environ.get("QUERY_STRING", ""))
+        authenticate(query, settings.token, settings.timestamp_tolerance, time.time())
         if request.method in ("GET", "HEAD"):
-            echostr = query.get("echostr")
-            if echostr is None:
+            if query.echostr is None:
                 raise Refusal(400, "verification request lacks echostr")
-            return Response(echostr, mimetype="text/plain")
+            response = Response(query.echostr, mimetype="text/plain")
+            response.headers["X-Content-Type-Options"] = "nosniff"
+            return response
         if request.method != "POST":
-            raise Refusal(405, f"{request.method} is not a method WeChat uses")
-        return handle_push(state, query, read_body(environ, state.settings.max_body_bytes))
+            raise Refusal(405, "a method WeChat does not use", request.method[:16])
+        check_mode(query, settings.accepts_plaintext, settings.accepts_encrypted)
+        return handle_push(state, query, read_body(environ, settings.max_body_bytes))
     except Refusal as refusal:
-        log.warning("%s %s refused with %d: %s", request.method, request.path, refusal.status, refusal.reason)
-        count(state, f"refused_{refusal.status}")
-        return Response(refusal.reason + "\n", status=refusal.status, mimetype="text/plain")
-    except Exception:  # a bug or a failing store: logged, and WeChat still gets its answer, never a 500
+        return refuse(state, refusal)
+    except Exception:  # a bug: logged, and WeChat still gets its answer, never a 500
         log.exception("%s %s failed inside the server", request.method, request.path)
         return Response(SUCCESS, mimetype="text/plain")
 
 
-def verify(state: AppState, query: dict[str, str]) -> None:
-    """Check the query's signature and timestamp."""
-    signature, timestamp, nonce = query.get("signature"), query.get("timestamp"), query.get("nonce")
-    if signature is None or timestamp is None or nonce is None:
-        raise Refusal(400, "query lacks signature, timestamp or nonce")
-    try:
-        sent_at = int(timestamp)
-    except ValueError:
-        raise Refusal(400, f"timestamp is not an integer: {timestamp[:20]!r}") from None
-    skew = abs(int(time.time()) - sent_at)  # integers: a 400-digit timestamp must not overflow a float
-    if skew > state.settings.timestamp_tolerance:
-        raise Refusal(403, f"timestamp is {min(skew, 10**12)}s away from the server clock")
-    try:
-        crypto.check_signature(signature, state.settings.token, timestamp, nonce)
-    except crypto.SignatureError:
-        raise Refusal(403, "signature does not match WECHAT_TOKEN") from None
+def refuse(state: AppState, refusal: Refusal) -> Response:
+    """Log and count ``refusal``, and answer it.
+
+    A 403 says only that: which check failed, and anything about the server's
+    clock or mode, is for the operator's log, not for whoever sent the request.
+    """
+    detail = f" ({refusal.detail})" if refusal.detail else ""
+    state.throttle.log(
+        log,
+        logging.WARNING,
+        f"refused {refusal.status} {refusal.reason}",
+        "%s %s refused with %d: %s%s",
+        request.method[:16],
+        request.path,
+        refusal.status,
+        refusal.reason,
+        detail,
+    )
+    state.metrics.refusals.labels(str(refusal.status)).inc()
+    if refusal.status == 403:
+        text = "forbidden"
+    else:
+        text = f"{refusal.reason}: {refusal.detail}" if refusal.detail else refusal.reason
+    response = Response(text + "\n", status=refusal.status, mimetype="text/plain")
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
-def handle_push(state: AppState, query: dict[str, str], body: bytes) -> Response:
-    safe_mode = query.get("encrypt_type", "").lower() == "aes"
-    if safe_mode:
+def handle_push(state: AppState, query: CallbackQuery, body: bytes) -> Response:
+    if query.encrypted:
         body = decrypt(state, body, query)
     try:
         push = parse_push(parse_xml(body))
     except PushError as exc:
-        raise Refusal(400, str(exc)) from None
+        raise Refusal(400, "body is not a push", str(exc)[:200]) from None
 
     key = push.dedup_key
     if not journal(state, key, push.msg_type, body):
         log.info("repeated push %s answered from the first delivery", key)
-        outcome = state.store.push_outcome(key)
-        reply_xml = outcome[1] if outcome else None
+        first_run = stored_outcome(state, key)
+        reply_xml = first_run[1] if first_run else None
     else:
         reply_xml = answer(state, key, push)
 
     if reply_xml is None:
         return Response(SUCCESS, mimetype="text/plain")
-    if safe_mode:
+    if query.encrypted:
         reply_xml = crypto.seal(state.envelope, state.settings.token, reply_xml)
     return Response(reply_xml, mimetype="application/xml")
 
@@ -122,9 +131,9 @@ def read_body(environ: dict, limit: int) -> bytes:
         try:
             length = int(declared)
         except ValueError:
-            raise Refusal(400, f"Content-Length is not a number: {declared[:20]!r}") from None
+            raise Refusal(400, "Content-Length is not a number", repr(declared[:20])) from None
         if length > limit:
-            raise Refusal(413, f"body of {length} bytes exceeds WECHAT_MAX_BODY_BYTES ({limit})")
+            raise Refusal(413, f"body exceeds WECHAT_MAX_BODY_BYTES ({limit})", f"{length} bytes declared")
         stream, wanted = environ["wsgi.input"], length
     else:  # chunked: werkzeug's stream knows whether the server ends the input for us
         stream, wanted = request.stream, limit + 1
@@ -136,27 +145,24 @@ def read_body(environ: dict, limit: int) -> bytes:
     return body
 
 
-def decrypt(state: AppState, body: bytes, query: dict[str, str]) -> bytes:
+def decrypt(state: AppState, body: bytes, query: CallbackQuery) -> bytes:
     """The XML inside a safe-mode (or compatible-mode) envelope, authenticated by msg_signature."""
-    if state.envelope is None:
-        raise Refusal(403, "encrypted push but WECHAT_ENCODING_AES_KEY is not set")
-    timestamp, nonce, msg_signature = query["timestamp"], query["nonce"], query.get("msg_signature")
-    if msg_signature is None:
+    if query.msg_signature is None:
         raise Refusal(403, "encrypted push lacks msg_signature")
     try:
         encrypted = parse_xml(body).findtext("Encrypt")
     except PushError as exc:
-        raise Refusal(400, str(exc)) from None
+        raise Refusal(400, "body is not a push", str(exc)[:200]) from None
     if not encrypted or not encrypted.strip():
         raise Refusal(403, "encrypted push lacks Encrypt, so nothing in it is authenticated")
     encrypted = encrypted.strip()
     try:
-        crypto.check_signature(msg_signature, state.settings.token, timestamp, nonce, encrypted)
+        crypto.check_signature(query.msg_signature, state.settings.token, query.timestamp, query.nonce, encrypted)
         return state.envelope.decrypt(encrypted)
     except crypto.SignatureError:
         raise Refusal(403, "msg_signature does not match") from None
     except crypto.CryptoError as exc:
-        raise Refusal(403, f"Encrypt does not decrypt: {exc}") from None
+        raise Refusal(403, "Encrypt does not decrypt for this appid", str(exc)) from None
 
 
 def journal(state: AppState, key: str, kind: str, body: bytes) -> bool:
@@ -167,19 +173,27 @@ def journal(state: AppState, key: str, kind: str, body: bytes) -> bool:
     """
     try:
         return state.store.claim_push(key, kind, body, state.settings.dedup_ttl)
-    except Exception:
-        log.exception("store failed to journal push %s; handling it without dedup", key)
+    except Exception as exc:
+        store_failed(state, "claim_push", exc, "handling the push without dedup")
         return True
+
+
+def stored_outcome(state: AppState, key: str) -> tuple[str, bytes | None] | None:
+    try:
+        return state.store.push_outcome(key)
+    except Exception as exc:
+        store_failed(state, "push_outcome", exc, "answering the repeated push with success")
+        return None
 
 
 def answer(state: AppState, key: str, push: Push) -> bytes | None:
     """Dispatch the push and render the reply; record both in the journal."""
-    outcome = dispatch(push, state.plugins, client=state.client, store=state.store)
-    reply, reply_xml = outcome.reply, None
+    dispatched = dispatch(push, state.plugins, client=state.client, store=state.store)
+    reply, reply_xml = dispatched.reply, None
     status = ANSWERED
-    if outcome.failures:
+    if dispatched.failures:
         status = FAILED
-        count(state, "handler_failures", outcome.failures)
+        state.metrics.handler_failures.inc(dispatched.failures)
     if reply is not None:
         limit = MAX_ARTICLES_FOR_EVENT if isinstance(push, Event) else MAX_ARTICLES_FOR_MESSAGE
         try:
@@ -189,14 +203,21 @@ def answer(state: AppState, key: str, push: Push) -> bytes | None:
             status = FAILED
     try:
         state.store.finish_push(key, status, reply_xml)
-    except Exception:
-        log.exception("store failed to record the reply to %s", key)
+    except Exception as exc:
+        store_failed(state, "finish_push", exc, "a repeated delivery will not find this reply")
     return reply_xml
 
 
-def count(state: AppState, name: str, amount: int = 1) -> None:
-    """Count a rare event for /metrics; a store failure here is logged, never raised."""
-    try:
-        state.store.increment(name, amount)
-    except Exception:
-        log.exception("store failed to count %s", name)
+def store_failed(state: AppState, operation: str, exc: Exception, consequence: str) -> None:
+    """Count a failed store call and log it: one line per operation and minute, not a traceback per push."""
+    state.metrics.store_failures.labels(operation).inc()
+    state.throttle.log(
+        log,
+        logging.ERROR,
+        f"store {operation}",
+        "store failed in %s (%s: %s); %s",
+        operation,
+        type(exc).__name__,
+        exc,
+        consequence,
+    )

@@ -15,6 +15,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import secrets
 import struct
 import time
@@ -22,6 +23,7 @@ import time
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 BLOCK_SIZE = 32  # WeChat pads to 32 bytes, not AES's 16
+_AES_KEY_PATTERN = re.compile(r"[A-Za-z0-9+/]{43}")
 
 
 class CryptoError(Exception):
@@ -54,16 +56,18 @@ def check_signature(signature: str, *parts: str) -> None:
         raise SignatureError("signature does not match")
 
 
+def decode_aes_key(encoding_aes_key: str) -> bytes:
+    """The 32-byte AES key an EncodingAESKey stands for; ValueError saying why when it is not one."""
+    if not _AES_KEY_PATTERN.fullmatch(encoding_aes_key):
+        raise ValueError(f"must be 43 base64 characters (A-Z, a-z, 0-9, +, /), got {len(encoding_aes_key)} characters")
+    return base64.b64decode(encoding_aes_key + "=")  # 43 such characters always decode to 32 bytes
+
+
 class AESEnvelope:
     """Encrypts and decrypts safe-mode payloads for one official account."""
 
     def __init__(self, encoding_aes_key: str, app_id: str) -> None:
-        try:
-            key = base64.b64decode(encoding_aes_key + "=", validate=True)
-        except binascii.Error:
-            raise ValueError("EncodingAESKey is not valid base64") from None
-        if len(key) != 32:
-            raise ValueError("EncodingAESKey must decode to 32 bytes")
+        key = decode_aes_key(encoding_aes_key)
         self._cipher = Cipher(algorithms.AES(key), modes.CBC(key[:16]))  # built once; a context per message
         self.app_id = app_id.encode()
 

@@ -1,139 +1,197 @@
 """The ``WECHAT_*`` settings, read once at start-up and validated there.
 
-Every setting comes from the environment or from the ``config`` mapping given
-to :func:`app.create_app` (which wins).  A bad value raises
-:class:`SettingsError` whose message is one line naming the variable, so an
-operator sees at once what to fix.
+Each field of :class:`Settings` names its variable and the function that reads
+it, and its default is the field's own: this class is the one place a setting is
+defined.  A value is validated by the module that owns it (the AES key by
+:mod:`app.crypto`, the store URL by :mod:`app.store`, the allow-list by
+:mod:`app.allowlist`); this module only names the variable when one is refused.
+Every value comes from the environment or from the ``config`` mapping given to
+:func:`app.create_app` (which wins).  A bad one raises :class:`SettingsError`
+whose message is one line naming the variable, so an operator sees at once what
+to fix.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
+import dataclasses
 import os
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-DEFAULT_API_BASE_URL = "https://api.weixin.qq.com"
+from . import allowlist, crypto, store
+
+PLAINTEXT, COMPATIBLE, SAFE = "plaintext", "compatible", "safe"
+MESSAGE_MODES = (PLAINTEXT, COMPATIBLE, SAFE)
+RETRY, CUSTOMER_SERVICE = "retry", "customer_service"
 TOKEN_ENDPOINTS = ("stable_token", "token")
-
-_AES_KEY_PATTERN = re.compile(r"[A-Za-z0-9+/]{43}")
+DEFAULT_LATE_REPLY_HINT = "这条消息还在处理中，请稍后回复任意内容查看结果。"
+WECHAT_DELIVERY_TIMEOUT = 5.0  # seconds WeChat waits for each delivery
 
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
 
 
+# --- readers: text in, value out, ValueError saying what is wrong -------------
+
+
+def _text(value: str) -> str:
+    return value
+
+
+def _integer(minimum: int) -> Callable[[str], int]:
+    def read(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise ValueError(f"must be a whole number, got {value!r}") from None
+        if number < minimum:
+            raise ValueError(f"must be at least {minimum}, got {value!r}")
+        return number
+
+    return read
+
+
+def _seconds(above: float, below: float | None = None) -> Callable[[str], float]:
+    def read(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"must be a number of seconds, got {value!r}") from None
+        if not number > above or (below is not None and not number < below) or number != number:
+            bound = f"more than {above:g}" + ("" if below is None else f" and less than {below:g}")
+            raise ValueError(f"must be {bound}, got {value!r}")
+        return number
+
+    return read
+
+
+def _one_of(*choices: str) -> Callable[[str], str]:
+    def read(value: str) -> str:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    return read
+
+
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(name for name in (part.strip() for part in value.split(",")) if name)
+
+
+def _path(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError(f"must start with '/', got {value!r}")
+    return value
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(f"must be an http(s) URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def _aes_key(value: str) -> str:
+    crypto.decode_aes_key(value)
+    return value
+
+
+def _store_url(value: str) -> str:
+    try:
+        return store.store_url(value)
+    except ValueError as exc:
+        raise ValueError(f"{store.masked(value)!r} {exc}") from None
+
+
+def setting(variable: str, read: Callable[[str], Any] = _text, default: Any = None, keep_empty: bool = False) -> Any:
+    """A field read from ``variable``; an unset or blank variable leaves ``default``.
+
+    ``keep_empty``: a variable that is set but empty is a value of its own (the empty string).
+    """
+    return field(default=default, metadata={"variable": variable, "read": read, "keep_empty": keep_empty})
+
+
 @dataclass(frozen=True)
 class Settings:
-    token: str
-    app_id: str | None = None
-    app_secret: str | None = None
-    encoding_aes_key: str | None = None
-    callback_path: str = "/wechat"
-    api_base_url: str = DEFAULT_API_BASE_URL
-    plugins: tuple[str, ...] = ()
-    store_url: str = "sqlite:///wechat.sqlite3"
-    timestamp_tolerance: int = 300
-    max_body_bytes: int = 262144
-    token_endpoint: str = "stable_token"
-    connect_timeout: float = 3.05
-    read_timeout: float = 10.0
-    dedup_ttl: int = 86400
+    token: str = setting("WECHAT_TOKEN")  # the token that signs callbacks, from the console; required
+    app_id: str | None = setting("WECHAT_APP_ID")
+    app_secret: str | None = setting("WECHAT_APP_SECRET")
+    encoding_aes_key: str | None = setting("WECHAT_ENCODING_AES_KEY", _aes_key)
+    message_mode: str = setting("WECHAT_MESSAGE_MODE", _one_of(*MESSAGE_MODES))  # default: safe with a key
+    callback_path: str = setting("WECHAT_CALLBACK_PATH", _path, "/wechat")
+    api_base_url: str = setting("WECHAT_API_BASE_URL", _http_url, "https://api.weixin.qq.com")
+    plugins: tuple[str, ...] = setting("WECHAT_PLUGINS", _names, ())
+    store_url: str = setting("WECHAT_STORE_URL", _store_url)  # default: wechat.sqlite3 in the instance folder
+    timestamp_tolerance: int = setting("WECHAT_TIMESTAMP_TOLERANCE", _integer(0), 300)
+    max_body_bytes: int = setting("WECHAT_MAX_BODY_BYTES", _integer(1), 262144)
+    reply_deadline: float = setting("WECHAT_REPLY_DEADLINE", _seconds(0, WECHAT_DELIVERY_TIMEOUT), 4.5)
+    late_reply: str = setting("WECHAT_LATE_REPLY", _one_of(RETRY, CUSTOMER_SERVICE), RETRY)
+    late_reply_hint: str = setting("WECHAT_LATE_REPLY_HINT", _text, DEFAULT_LATE_REPLY_HINT, keep_empty=True)
+    dedup_ttl: int = setting("WECHAT_DEDUP_TTL", _integer(60), 86400)  # must outlast WeChat's 15 s of deliveries
+    allowed_ips: allowlist.Allowed = setting("WECHAT_ALLOWED_IPS", allowlist.parse_allowed)
+    trusted_proxies: int = setting("WECHAT_TRUSTED_PROXIES", _integer(0), 0)
+    health_timeout: float = setting("WECHAT_HEALTH_TIMEOUT", _seconds(0), 1.0)
+    health_min_free_bytes: int = setting("WECHAT_HEALTH_MIN_FREE_BYTES", _integer(0), 1 << 20)
+    token_endpoint: str = setting("WECHAT_TOKEN_ENDPOINT", _one_of(*TOKEN_ENDPOINTS), "stable_token")
+    connect_timeout: float = setting("WECHAT_CONNECT_TIMEOUT", _seconds(0), 3.05)
+    read_timeout: float = setting("WECHAT_READ_TIMEOUT", _seconds(0), 10.0)
+
+    @property
+    def accepts_plaintext(self) -> bool:
+        return self.message_mode != SAFE
+
+    @property
+    def accepts_encrypted(self) -> bool:
+        return self.message_mode != PLAINTEXT
+
+
+def variables() -> dict[str, dataclasses.Field]:
+    """Every setting's variable name and its field, in declaration order."""
+    return {item.metadata["variable"]: item for item in dataclasses.fields(Settings)}
 
 
 def load_settings(
     config: Mapping[str, object] | None = None,
     environ: Mapping[str, str] | None = None,
-    instance_path: str = ".",
+    instance_path: str = "instance",
 ) -> Settings:
-    """Build :class:`Settings` from ``config`` over ``environ``."""
+    """Build :class:`Settings` from ``config`` over ``environ``; the default store lives in ``instance_path``."""
     source: dict[str, object] = dict(os.environ if environ is None else environ)
     source.update(config or {})
 
-    def text(name: str) -> str | None:
-        value = source.get(name)
-        if value is None:
-            return None
-        value = str(value).strip()
-        return value or None
+    values: dict[str, Any] = {}
+    for variable, item in variables().items():
+        raw = source.get(variable)
+        if raw is None:
+            continue
+        text = raw if isinstance(raw, str) else ",".join(raw) if isinstance(raw, list | tuple) else str(raw)
+        text = text.strip()
+        if not text and not item.metadata["keep_empty"]:
+            continue
+        try:
+            values[item.name] = item.metadata["read"](text)
+        except ValueError as exc:
+            raise SettingsError(f"{variable} {exc}") from None
 
-    token = text("WECHAT_TOKEN")
-    if token is None:
+    if not values.get("token"):
         raise SettingsError("WECHAT_TOKEN is required: set it to the token of the official-account console")
+    values.setdefault("store_url", store.store_url(os.path.join(instance_path, "wechat.sqlite3")))
+    values.setdefault("message_mode", SAFE if values.get("encoding_aes_key") else PLAINTEXT)
+    settings = Settings(**values)
+    _check_together(settings)
+    return settings
 
-    aes_key = text("WECHAT_ENCODING_AES_KEY")
-    if aes_key is not None:
-        _check_aes_key(aes_key)
 
-    app_id = text("WECHAT_APP_ID")
-    if aes_key is not None and app_id is None:
+def _check_together(settings: Settings) -> None:
+    """The rules that tie one setting to another."""
+    if settings.encoding_aes_key and not settings.app_id:
         raise SettingsError("WECHAT_APP_ID is required when WECHAT_ENCODING_AES_KEY is set")
-
-    callback_path = text("WECHAT_CALLBACK_PATH") or "/wechat"
-    if not callback_path.startswith("/"):
-        raise SettingsError(f"WECHAT_CALLBACK_PATH must start with '/', got {callback_path!r}")
-
-    api_base_url = (text("WECHAT_API_BASE_URL") or DEFAULT_API_BASE_URL).rstrip("/")
-    if not api_base_url.startswith(("http://", "https://")):
-        raise SettingsError(f"WECHAT_API_BASE_URL must be an http(s) URL, got {api_base_url!r}")
-
-    plugins = source.get("WECHAT_PLUGINS") or ()
-    if isinstance(plugins, str):
-        plugins = [name.strip() for name in plugins.split(",")]
-    plugins = tuple(name for name in plugins if name)
-
-    store_url = text("WECHAT_STORE_URL") or f"sqlite:///{os.path.join(instance_path, 'wechat.sqlite3')}"
-    if not store_url.startswith(("sqlite:///", "redis://", "rediss://")):
+    if settings.message_mode != PLAINTEXT and not settings.encoding_aes_key:
         raise SettingsError(
-            f"WECHAT_STORE_URL has an unknown scheme: {store_url!r} (use sqlite:///PATH or redis://HOST:PORT/DB)"
+            f"WECHAT_MESSAGE_MODE={settings.message_mode} needs WECHAT_ENCODING_AES_KEY (and WECHAT_APP_ID)"
         )
-
-    token_endpoint = text("WECHAT_TOKEN_ENDPOINT") or "stable_token"
-    if token_endpoint not in TOKEN_ENDPOINTS:
-        raise SettingsError(
-            f"WECHAT_TOKEN_ENDPOINT must be one of {', '.join(TOKEN_ENDPOINTS)}, got {token_endpoint!r}"
-        )
-
-    return Settings(
-        token=token,
-        app_id=app_id,
-        app_secret=text("WECHAT_APP_SECRET"),
-        encoding_aes_key=aes_key,
-        callback_path=callback_path,
-        api_base_url=api_base_url,
-        plugins=plugins,
-        store_url=store_url,
-        timestamp_tolerance=_number(source, "WECHAT_TIMESTAMP_TOLERANCE", 300, int, minimum=0),
-        max_body_bytes=_number(source, "WECHAT_MAX_BODY_BYTES", 262144, int, minimum=1),
-        token_endpoint=token_endpoint,
-        connect_timeout=_number(source, "WECHAT_CONNECT_TIMEOUT", 3.05, float, minimum=0.01),
-        read_timeout=_number(source, "WECHAT_READ_TIMEOUT", 10.0, float, minimum=0.01),
-    )
-
-
-def _check_aes_key(key: str) -> None:
-    if not _AES_KEY_PATTERN.fullmatch(key):
-        raise SettingsError(
-            f"WECHAT_ENCODING_AES_KEY must be 43 base64 characters (A-Z, a-z, 0-9, +, /), got {len(key)} characters"
-        )
-    try:
-        decoded = base64.b64decode(key + "=", validate=True)
-    except binascii.Error as exc:  # pragma: no cover - the pattern already rules this out
-        raise SettingsError(f"WECHAT_ENCODING_AES_KEY is not valid base64: {exc}") from None
-    if len(decoded) != 32:  # pragma: no cover - 43 base64 characters always give 32 bytes
-        raise SettingsError("WECHAT_ENCODING_AES_KEY must decode to 32 bytes")
-
-
-def _number(source: Mapping[str, object], name: str, default, kind, minimum):
-    value = source.get(name)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return default
-    try:
-        number = kind(value)
-    except (TypeError, ValueError):
-        raise SettingsError(f"{name} must be a number, got {value!r}") from None
-    if number < minimum:
-        raise SettingsError(f"{name} must be at least {minimum}, got {value!r}")
-    return number
+    if settings.late_reply == CUSTOMER_SERVICE and not (settings.app_id and settings.app_secret):
+        raise SettingsError("WECHAT_LATE_REPLY=customer_service needs WECHAT_APP_ID and WECHAT_APP_SECRET")
+    if settings.allowed_ips == allowlist.WECHAT and not (settings.app_id and settings.app_secret):
+        raise SettingsError("WECHAT_ALLOWED_IPS=wechat needs WECHAT_APP_ID and WECHAT_APP_SECRET to fetch the list")

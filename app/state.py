@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from flask import Flask, current_app
 
+from .allowlist import AllowList
 from .crypto import AESEnvelope
+from .logs import Throttle
+from .metrics import Metrics
 from .settings import Settings
 from .store import Store
 
@@ -23,6 +26,9 @@ class AppState:
     envelope: AESEnvelope | None
     client: WeChatClient
     plugins: Plugins  # the receivers it runs (its plugins', then its own), in the order their replies win
+    metrics: Metrics = field(default_factory=Metrics)
+    throttle: Throttle = field(default_factory=Throttle)  # for log lines that repeat
+    allowlist: AllowList | None = None  # WECHAT_ALLOWED_IPS, when set
 
 
 def get_state(app: Flask | None = None) -> AppState:

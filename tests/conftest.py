@@ -17,7 +17,10 @@ AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 
 
 def make_app(tmp_path: Path, **overrides: object):
-    """The echo app with safe mode available, its store a SQLite file under ``tmp_path``."""
+    """The echo app taking plaintext and encrypted pushes (compatible mode), its store a SQLite file under ``tmp_path``.
+
+    The tests of the message modes themselves set ``WECHAT_MESSAGE_MODE``.
+    """
     return make_app_at(f"{tmp_path}/store.sqlite3", **overrides)
 
 
@@ -30,6 +33,8 @@ def make_app_at(store_path: str, **overrides: object):
         "WECHAT_PLUGINS": "app.plugins.echo",
     }
     config.update(overrides)
+    if config.get("WECHAT_ENCODING_AES_KEY"):
+        config.setdefault("WECHAT_MESSAGE_MODE", "compatible")
     return create_app(config)
 
 

@@ -75,6 +75,8 @@ def serve(tmp_path: Path, **env_overrides: str) -> Iterator[Served]:
         GUNICORN_BIND=f"127.0.0.1:{port}",
     )
     env.update(env_overrides)
+    if env.get("WECHAT_ENCODING_AES_KEY"):
+        env.setdefault("WECHAT_MESSAGE_MODE", "compatible")
     gunicorn = Path(sys.executable).with_name("gunicorn")
     process = subprocess.Popen(
         [str(gunicorn), "-c", "gunicorn.conf.py", "wsgi:app"],

@@ -19,6 +19,7 @@ def test_healthz_is_unavailable_when_the_store_is_not(app, tmp_path):
     state.store.path = str(tmp_path / "missing-dir" / "nested" / "x.sqlite3")  # cannot be opened
     response = app.test_client().get("/healthz")
     assert response.status_code == 503
+    assert response.get_json() == {"status": "unavailable"}  # the reason is for the log, not the caller
 
 
 def metric(app, line_start: str) -> str:
@@ -39,7 +40,7 @@ def test_metrics_count_refusals_and_handler_failures(app):
     with event_received.connected_to(broken):
         PushClient(app).post(event_push("CLICK", {"EventKey": "k"}))
 
-    assert metric(app, 'wechat_refusals_total{status="400"}') == "1"
-    assert metric(app, 'wechat_refusals_total{status="403"}') == "1"
-    assert metric(app, "wechat_handler_failures_total") == "1"
-    assert metric(app, "wechat_access_token_expires_in_seconds") == "0"
+    assert float(metric(app, 'wechat_refusals_total{status="400"}')) == 1
+    assert float(metric(app, 'wechat_refusals_total{status="403"}')) == 1
+    assert float(metric(app, "wechat_handler_failures_total")) == 1
+    assert float(metric(app, "wechat_access_token_expires_in_seconds")) == 0

@@ -78,3 +78,59 @@ def test_gunicorn_refuses_to_start_with_one_clear_line(tmp_path):
     lines = [line for line in result.stderr.splitlines() if "WECHAT_TOKEN" in line]
     assert lines == ["wechat-callback: WECHAT_TOKEN is required: set it to the token of the official-account console"]
     assert "Traceback" not in result.stderr
+
+
+def test_the_default_store_is_in_the_working_directory(tmp_path, monkeypatch):
+    """Not inside the virtualenv, where Flask would put an installed package's instance folder."""
+    monkeypatch.chdir(tmp_path)
+    for key in list(os.environ):
+        if key.startswith("WECHAT_"):
+            monkeypatch.delenv(key)
+    app = create_app({"WECHAT_TOKEN": "t"})
+    assert app.extensions["wechat"].settings.store_url == f"sqlite:///{tmp_path}/instance/wechat.sqlite3"
+    assert (tmp_path / "instance" / "wechat.sqlite3").exists()
+
+
+def test_a_store_url_without_a_scheme_is_a_sqlite_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings({"WECHAT_TOKEN": "t", "WECHAT_STORE_URL": "data/s.sqlite3"}, environ={})
+    assert settings.store_url == f"sqlite:///{tmp_path}/data/s.sqlite3"
+
+
+def test_every_setting_can_be_loaded_and_is_documented():
+    from app.settings import variables
+
+    readme = (ROOT / "README.md").read_text()
+    for variable in variables():
+        assert f"`{variable}`" in readme, f"{variable} is not in the README"
+    settings = load_settings({"WECHAT_TOKEN": "t", "WECHAT_DEDUP_TTL": "600"}, environ={})
+    assert settings.dedup_ttl == 600
+
+
+def test_a_dedup_ttl_shorter_than_wechats_retries_is_refused():
+    with pytest.raises(SettingsError, match="WECHAT_DEDUP_TTL"):
+        load_settings({"WECHAT_TOKEN": "t", "WECHAT_DEDUP_TTL": "10"}, environ={})
+
+
+@pytest.mark.parametrize("value", ["0", "5", "5.0", "-1", "nan", "soon"])
+def test_a_reply_deadline_outside_0_to_5_seconds_is_refused(value):
+    with pytest.raises(SettingsError, match="WECHAT_REPLY_DEADLINE"):
+        load_settings({"WECHAT_TOKEN": "t", "WECHAT_REPLY_DEADLINE": value}, environ={})
+
+
+def test_customer_service_late_replies_need_the_appid_and_secret():
+    with pytest.raises(SettingsError, match="WECHAT_LATE_REPLY"):
+        load_settings({"WECHAT_TOKEN": "t", "WECHAT_LATE_REPLY": "customer_service"}, environ={})
+
+
+def test_an_empty_late_reply_hint_is_kept_as_empty():
+    settings = load_settings({"WECHAT_TOKEN": "t", "WECHAT_LATE_REPLY_HINT": ""}, environ={})
+    assert settings.late_reply_hint == ""
+    assert load_settings({"WECHAT_TOKEN": "t"}, environ={}).late_reply_hint != ""
+
+
+def test_a_password_in_a_bad_store_url_is_masked():
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"WECHAT_TOKEN": "t", "WECHAT_STORE_URL": "postgres://admin:s3cret@db/1"}, environ={})
+    assert "s3cret" not in str(caught.value)
+    assert "WECHAT_STORE_URL" in str(caught.value)

@@ -137,12 +137,19 @@ def test_an_unreachable_redis_stops_start_up(tmp_path):
         make_app(tmp_path, WECHAT_STORE_URL=f"redis://127.0.0.1:{free_port()}/0")
 
 
-def test_counters_add_up(store):
-    assert store.counters() == {}
-    store.increment("refused_403")
-    store.increment("refused_403", 2)
-    store.increment("handler_failures")
-    assert store.counters() == {"refused_403": 3, "handler_failures": 1}
+def test_a_writable_store_passes_the_write_probe(store):
+    store.check_writable(timeout=1.0, min_free_bytes=1)
+
+
+def test_an_unreachable_redis_stops_start_up_without_printing_its_password(tmp_path):
+    from app import SettingsError
+    from tests.servers import free_port
+
+    with pytest.raises(SettingsError) as caught:
+        make_app(tmp_path, WECHAT_STORE_URL=f"redis://:hunter2-secret@127.0.0.1:{free_port()}/0")
+    assert "WECHAT_STORE_URL" in str(caught.value)
+    assert "hunter2-secret" not in str(caught.value)
+    assert "redis://:***@127.0.0.1" in str(caught.value)
 
 
 def test_sqlite_sweeps_expired_pushes_and_keeps_live_ones(tmp_path, monkeypatch):

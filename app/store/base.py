@@ -3,7 +3,6 @@
 * pushes: the retry dedup and the journal in one record per push;
 * values: short strings with an expiry, for the access token and its refresh lock;
 * jobs: the mass and template sends and their finish results;
-* counters: rare events (refusals, handler failures) for the metrics endpoint.
 """
 
 from __future__ import annotations
@@ -14,6 +13,10 @@ from typing import Protocol
 from ..jobs import Job
 
 RECEIVED, ANSWERED, FAILED = "received", "answered", "failed"
+
+
+class StoreUnavailable(Exception):
+    """The store cannot take a write now: the message says why, without any secret."""
 
 
 def to_json(value: object) -> str:
@@ -57,10 +60,11 @@ class Store(Protocol):
     def list_jobs(self, status: str | None = None, limit: int = 100) -> list[Job]:
         """Newest first, optionally only those with ``status``."""
 
-    # --- counters -------------------------------------------------------------
-    def increment(self, name: str, amount: int = 1) -> None:
-        """Add ``amount`` to the counter ``name`` (kept for rare events only: refusals, failures)."""
+    # --- health ---------------------------------------------------------------
+    def check_writable(self, timeout: float, min_free_bytes: int = 0) -> None:
+        """Write and remove a probe within ``timeout`` seconds, or raise :class:`StoreUnavailable`.
 
-    def counters(self) -> dict[str, int]: ...
+        A file store also fails the probe when its filesystem has less than ``min_free_bytes`` free.
+        """
 
     def close(self) -> None: ...

@@ -14,7 +14,7 @@ import time
 import redis
 
 from ..jobs import Job
-from .base import RECEIVED, to_json
+from .base import RECEIVED, StoreUnavailable, to_json
 
 PREFIX = "wechat:"
 
@@ -62,9 +62,12 @@ class RedisStore:
         self._claim = self.redis.register_script(_CLAIM)
         self._delete_if = self.redis.register_script(_DELETE_IF)
         self._upsert_job = self.redis.register_script(_UPSERT_JOB)
+        self._probe: tuple[float, redis.ConnectionPool] | None = None
 
     def close(self) -> None:
         self.redis.close()
+        if self._probe is not None:
+            self._probe[1].disconnect()
 
     # --- pushes ---------------------------------------------------------------
 
@@ -102,13 +105,27 @@ class RedisStore:
             return bool(self.redis.delete(name))
         return bool(self._delete_if(keys=[name], args=[expected]))
 
-    # --- counters -------------------------------------------------------------
+    # --- health ---------------------------------------------------------------
 
-    def increment(self, name: str, amount: int = 1) -> None:
-        self.redis.hincrby(PREFIX + "counters", name, amount)
+    def check_writable(self, timeout: float, min_free_bytes: int = 0) -> None:
+        """A write on a connection of its own whose socket gives up after ``timeout``."""
+        probe = redis.Redis(connection_pool=self._probe_pool(timeout))
+        try:
+            probe.set(PREFIX + "health:probe", "1", px=60_000)
+        except redis.RedisError as exc:
+            raise StoreUnavailable(f"Redis cannot write: {type(exc).__name__}: {exc}") from None
 
-    def counters(self) -> dict[str, int]:
-        return {name.decode(): int(value) for name, value in self.redis.hgetall(PREFIX + "counters").items()}
+    def _probe_pool(self, timeout: float) -> redis.ConnectionPool:
+        if self._probe is None or self._probe[0] != timeout:
+            kwargs = {**self.redis.connection_pool.connection_kwargs, "socket_timeout": timeout}
+            kwargs["socket_connect_timeout"] = timeout
+            self._probe = (
+                timeout,
+                redis.ConnectionPool(
+                    connection_class=self.redis.connection_pool.connection_class, max_connections=4, **kwargs
+                ),
+            )
+        return self._probe[1]
 
     # --- jobs -----------------------------------------------------------------
 

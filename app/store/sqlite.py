@@ -14,7 +14,7 @@ import threading
 import time
 
 from ..jobs import Job
-from .base import RECEIVED, to_json
+from .base import RECEIVED, StoreUnavailable, to_json
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS pushes (
@@ -44,10 +44,6 @@ CREATE TABLE IF NOT EXISTS jobs (
     PRIMARY KEY (kind, msg_id)
 );
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at);
-CREATE TABLE IF NOT EXISTS counters (
-    name TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
-);
 """
 
 # Expired pushes are swept every SWEEP_EVERY claims, looking at the SWEEP_OLDEST oldest rows
@@ -157,16 +153,36 @@ class SQLiteStore:
             cursor = self.db.execute("DELETE FROM kv WHERE key = ? AND value = ?", (key, expected))
         return cursor.rowcount == 1
 
-    # --- counters -------------------------------------------------------------
+    # --- health ---------------------------------------------------------------
 
-    def increment(self, name: str, amount: int = 1) -> None:
-        self.db.execute(
-            "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + ?",
-            (name, amount, amount),
-        )
+    def check_writable(self, timeout: float, min_free_bytes: int = 0) -> None:
+        """A write transaction on a connection of its own, that waits for the lock no longer than ``timeout``.
 
-    def counters(self) -> dict[str, int]:
-        return dict(self.db.execute("SELECT name, value FROM counters"))
+        SQLite can go on reusing WAL pages on a full disk, so a probe that writes is not
+        enough: the filesystem's free space is checked too.
+        """
+        directory = os.path.dirname(os.path.abspath(self.path))
+        try:
+            stats = os.statvfs(directory)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot read the free space of {directory}: {exc.strerror}") from None
+        free = stats.f_bavail * stats.f_frsize
+        if free < min_free_bytes:
+            raise StoreUnavailable(f"{directory} has {free} bytes free, less than {min_free_bytes}")
+        try:
+            connection = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+                connection.execute(
+                    "INSERT INTO kv (key, value, expires_at) VALUES ('health:probe', '1', 0) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+                )
+                connection.execute("DELETE FROM kv WHERE key = 'health:probe'")
+                connection.execute("COMMIT")
+            finally:
+                connection.close()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite cannot write {self.path}: {exc}") from None
 
     # --- jobs -----------------------------------------------------------------
 
