@@ -1,9 +1,18 @@
 """gunicorn settings; every one can be overridden by its GUNICORN_* variable.
 
-Threaded workers let a handler's slow outbound call wait without holding up
-the other requests of its worker.  The app is loaded before forking so a bad
-setting stops the master with its one-line message; the store opens its
-connections lazily, per process.
+Threaded workers (gthread), 64 threads each.  A delivery whose handlers are slow
+is held open (up to 5.5 s) while they run in the app's own pool: in a threaded
+worker that costs one waiting thread, so 50 slow pushes held at once leave
+threads free for a fast one.  A sync worker would be taken whole by one held
+delivery; gevent would stop a whole worker while SQLite waits for a lock (its C
+calls do not yield).  The app is loaded before forking so a bad setting stops the
+master with its one-line message; the store opens its connections lazily, per
+process.
+
+On SIGTERM a worker lets its held deliveries go at once, unanswered, so that
+WeChat delivers again to a live worker; it then waits for running handlers
+until shortly before the graceful timeout and journals what is left as
+unfinished.
 
 /metrics adds up every worker's in-memory counters through prometheus-client's
 multiprocess mode: it needs PROMETHEUS_MULTIPROC_DIR before the app is imported
@@ -14,13 +23,14 @@ files marked as such.
 import glob
 import os
 import tempfile
+import time
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+threads = int(os.environ.get("GUNICORN_THREADS", "64"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
-graceful_timeout = 10
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "8"))  # below Docker's 10 s stop timeout
 keepalive = 5
 preload_app = True
 accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
@@ -37,3 +47,27 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker):
+    import signal
+
+    from app.runs import release_held_deliveries
+
+    stop = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum, frame):
+        worker.stopping_since = time.monotonic()
+        release_held_deliveries()
+        if callable(stop):
+            stop(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def worker_exit(server, worker):
+    from app.runs import drain
+
+    since = getattr(worker, "stopping_since", time.monotonic())
+    drain(timeout=max(0.0, server.cfg.graceful_timeout - 2.0 - (time.monotonic() - since)))
+    os._exit(0)  # a handler still running must not hold the process past what was journalled

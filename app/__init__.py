@@ -18,6 +18,7 @@ from .callback import create_blueprint
 from .cli import wechat_cli
 from .client import WeChatClient
 from .crypto import AESEnvelope
+from .pipeline import Pipeline
 from .plugins import Plugins, load_plugins
 from .settings import Settings, SettingsError, load_settings
 from .state import AppState, get_state
@@ -46,15 +47,27 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
     log.info("WECHAT_MESSAGE_MODE=%s: %s", settings.message_mode, MODE_MEANS[settings.message_mode])
     plugins = load_plugins(settings.plugins)
 
-    app.extensions["wechat"] = AppState(
+    client = WeChatClient(settings, store, on_send=store.save_job)
+    state = AppState(
         settings=settings,
         store=store,
         envelope=envelope,
-        client=WeChatClient(settings, store, on_send=store.save_job),
+        client=client,
         plugins=Plugins(plugins, own=tracking.receivers(store)),
+        allowlist=None if settings.allowed_ips is None else _allowlist(settings, store, client),
     )
-    if settings.allowed_ips is not None:
-        app.extensions["wechat"].allowlist = _allowlist(settings, store, app.extensions["wechat"].client)
+    state.pipeline = Pipeline(
+        settings,
+        store,
+        envelope,
+        state.plugins,
+        client,
+        state.metrics,
+        state.throttle,
+        state.allowlist,
+        context=app.app_context,
+    )
+    app.extensions["wechat"] = state
     app.register_blueprint(create_blueprint(settings.callback_path))
 
     app.register_blueprint(health.blueprint)
@@ -74,7 +87,7 @@ def _open_writable_store(settings: Settings) -> Store:
     """The store, once it has taken a write: a server that cannot journal must not start."""
     shown = masked(settings.store_url)
     try:
-        store = open_store(settings.store_url)
+        store = open_store(settings.store_url, settings.store_timeout)
     except Exception as exc:
         raise SettingsError(f"WECHAT_STORE_URL: cannot open {shown!r}: {masked(str(exc))}") from None
     try:

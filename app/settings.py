@@ -128,6 +128,8 @@ class Settings:
     reply_deadline: float = setting("WECHAT_REPLY_DEADLINE", _seconds(0, WECHAT_DELIVERY_TIMEOUT), 4.5)
     late_reply: str = setting("WECHAT_LATE_REPLY", _one_of(RETRY, CUSTOMER_SERVICE), RETRY)
     late_reply_hint: str = setting("WECHAT_LATE_REPLY_HINT", _text, DEFAULT_LATE_REPLY_HINT, keep_empty=True)
+    handler_threads: int = setting("WECHAT_HANDLER_THREADS", _integer(1), 128)  # per worker process
+    store_timeout: float = setting("WECHAT_STORE_TIMEOUT", _seconds(0, WECHAT_DELIVERY_TIMEOUT), 0.25)
     dedup_ttl: int = setting("WECHAT_DEDUP_TTL", _integer(60), 86400)  # must outlast WeChat's 15 s of deliveries
     allowed_ips: allowlist.Allowed = setting("WECHAT_ALLOWED_IPS", allowlist.parse_allowed)
     trusted_proxies: int = setting("WECHAT_TRUSTED_PROXIES", _integer(0), 0)

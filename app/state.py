@@ -1,4 +1,4 @@
-"""What one app holds: its settings, store, AES envelope, API client and receivers."""
+"""What one app holds: its settings, store, AES envelope, API client, receivers and request path."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from .store import Store
 
 if TYPE_CHECKING:
     from .client import WeChatClient
+    from .pipeline import Pipeline
     from .plugins import Plugins
 
 
@@ -29,6 +30,7 @@ class AppState:
     metrics: Metrics = field(default_factory=Metrics)
     throttle: Throttle = field(default_factory=Throttle)  # for log lines that repeat
     allowlist: AllowList | None = None  # WECHAT_ALLOWED_IPS, when set
+    pipeline: Pipeline | None = None  # the request path; set once the rest is built
 
 
 def get_state(app: Flask | None = None) -> AppState:

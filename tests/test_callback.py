@@ -4,6 +4,7 @@ through the app's real request path."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from urllib.parse import urlencode
 
@@ -11,6 +12,7 @@ import pytest
 from lxml import etree
 
 from app import crypto
+from app.messages import parse
 from app.signals import event_received, message_received
 from app.testing import PushClient, build_push, encrypt_push, event_push, signed_query, text_push
 from tests.conftest import APP_ID, TOKEN, make_app
@@ -210,11 +212,11 @@ def test_compatible_mode_handlers_see_the_decrypted_copy(app):
 )
 def test_bad_body_is_a_bad_request_with_one_log_line(app, http, caplog, body):
     counter = Counter()
-    with message_received.connected_to(counter), caplog.at_level(logging.WARNING, logger="app.callback"):
+    with message_received.connected_to(counter), caplog.at_level(logging.WARNING, logger="app.pipeline"):
         response = http.post(url(signed_query(TOKEN)), data=body)
     assert response.status_code == 400
     assert counter.seen == []
-    refusals = [r for r in caplog.records if r.name == "app.callback"]
+    refusals = [r for r in caplog.records if r.name == "app.pipeline"]
     assert len(refusals) == 1
     assert "400" in refusals[0].getMessage()
 
@@ -299,17 +301,34 @@ def test_repeated_safe_mode_message_gets_the_first_reply_encrypted_again(safe):
     assert second.raw != first.raw
 
 
-def test_repeated_push_whose_first_delivery_is_still_running_answers_success(app):
-    """A retry that arrives while the first delivery's handler is still working."""
+def test_a_repeat_waits_for_a_live_run_elsewhere_and_carries_its_reply(app):
+    """Another worker holds the push's lease: no handler runs here; its reply is answered once ready."""
     state = app.extensions["wechat"]
-    xml = text_push("slow")
-    from app.messages import parse
-
-    state.store.claim_push(parse(xml).dedup_key, "text", xml, 60)
+    xml = text_push("slow elsewhere")
+    key = parse(xml).dedup_key
+    state.store.claim_push(key, "text", xml, 60, "another-worker", 60)
+    reply_xml = b"<xml><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[from there]]></Content></xml>"
+    threading.Timer(1.0, state.store.finish_push, (key, "answered", reply_xml)).start()
     counter = Counter()
+    started = time.monotonic()
     with message_received.connected_to(counter):
         reply = PushClient(app).post(xml)
-    assert reply.body == b"success"
+    assert 1.0 <= time.monotonic() - started < 1.3
+    assert reply.content == "from there"
+    assert counter.seen == []
+
+
+def test_a_repeat_of_a_live_run_that_is_not_ready_gets_no_answer(app):
+    """Not the last delivery: held unanswered until WeChat has dropped it (5.5 s), then released."""
+    state = app.extensions["wechat"]
+    xml = text_push("slow")
+    state.store.claim_push(parse(xml).dedup_key, "text", xml, 60, "another-worker", 60)
+    counter = Counter()
+    started = time.monotonic()
+    with message_received.connected_to(counter):
+        reply = PushClient(app).post(xml)
+    assert 5.5 <= time.monotonic() - started < 5.8
+    assert reply.status == 503  # the test client's stand-in for a dropped connection
     assert counter.seen == []
 
 
@@ -401,7 +420,9 @@ def test_a_failing_store_never_turns_into_a_500(app, caplog):
 
             return fail
 
-    state.store = BrokenStore()
+    broken = BrokenStore()
+    for holder in (state, state.pipeline, state.pipeline.late, state.pipeline.runner):
+        holder.store = broken
     with caplog.at_level(logging.ERROR):
         reply = PushClient(app).post(text_push("store is down"))
         refused = app.test_client().post("/wechat")  # a refusal is still a 400, counted or not

@@ -443,7 +443,7 @@ def test_any_text_in_a_numeric_field_is_200_or_400(client, field, value):
 )
 def test_numbers_beyond_64_bits_are_a_clear_400(client, body, caplog):
     """No WeChat id or time has more than 20 digits; such a push is refused, not mis-read."""
-    with caplog.at_level("WARNING", logger="app.callback"):
+    with caplog.at_level("WARNING", logger="app.pipeline"):
         response = post(client, body())
     assert response.status_code == 400
     assert "not a valid integer" in caplog.text

@@ -16,7 +16,16 @@ import pytest
 
 APP_DIR = Path(__file__).resolve().parent.parent / "app"
 
-ABOVE = ("app.client", "app.plugins", "app.dispatch", "app.signals", "app.callback", "app.state", "app.tracking")
+ABOVE = (
+    "app.client",
+    "app.plugins",
+    "app.dispatch",
+    "app.signals",
+    "app.pipeline",
+    "app.callback",
+    "app.state",
+    "app.tracking",
+)
 ABOVE += ("app.cli", "app.health", "flask", "blinker", "requests")
 
 IMPORTED_WITH = """

@@ -239,7 +239,7 @@ def test_repeated_refusals_are_counted_in_the_next_line(tmp_path, caplog):
             post(app, query, text_push("x"))
         time.sleep(0.25)
         post(app, query, text_push("x"))
-    lines = [r.getMessage() for r in caplog.records if r.name == "app.callback"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "app.pipeline"]
     assert len(lines) == 2
     assert "and 4 more like it" in lines[1]
 

@@ -8,7 +8,7 @@ import pytest
 
 from app.jobs import FAILED, SUBMITTED, SUCCEEDED, Job
 from app.store import open_store
-from app.store.base import ANSWERED
+from app.store.base import ANSWERED, RUNNING
 from app.testing import PushClient, text_push
 from tests.conftest import make_app
 
@@ -27,25 +27,98 @@ def store(store_url):
     opened.close()
 
 
+def claim(store, key: str, owner: str = "w1", ttl: int = 60, lease: float = 3.0):
+    return store.claim_push(key, "text", b"<xml/>", ttl, owner, lease)
+
+
 def test_a_push_is_claimed_once(store):
-    assert store.claim_push("msg:1", "text", b"<xml/>", 60) is True
-    assert store.claim_push("msg:1", "text", b"<xml/>", 60) is False
-    assert store.claim_push("msg:2", "text", b"<xml/>", 60) is True
+    first = claim(store, "msg:1")
+    assert first.runs is True
+    assert (first.record.status, first.record.deliveries, first.record.attempts) == (RUNNING, 1, 1)
+    second = claim(store, "msg:1", owner="w2")
+    assert second.runs is False
+    assert second.record.deliveries == 2
+    assert claim(store, "msg:1", owner="w3").record.deliveries == 3  # every delivery is counted
+    assert claim(store, "msg:2").runs is True
 
 
 def test_the_outcome_of_a_push_is_kept(store):
-    assert store.push_outcome("msg:1") is None
-    store.claim_push("msg:1", "text", b"<xml/>", 60)
-    assert store.push_outcome("msg:1") == ("received", None)
-    store.finish_push("msg:1", ANSWERED, b"<xml>reply</xml>")
-    assert store.push_outcome("msg:1") == (ANSWERED, b"<xml>reply</xml>")
+    assert store.get_push("msg:1") is None
+    claim(store, "msg:1")
+    assert store.get_push("msg:1").status == RUNNING
+    finished = store.finish_push("msg:1", ANSWERED, b"<xml>reply</xml>")
+    assert (finished.status, finished.reply) == (ANSWERED, b"<xml>reply</xml>")
+    assert store.finish_push("msg:1", ANSWERED, b"<xml>again</xml>") is None, "only a running push finishes"
+    repeat = claim(store, "msg:1", owner="w2")
+    assert (repeat.runs, repeat.record.status, repeat.record.reply) == (False, ANSWERED, b"<xml>reply</xml>")
 
 
 def test_a_claim_expires(store):
-    assert store.claim_push("msg:short", "text", b"<xml/>", 1)
+    assert claim(store, "msg:short", ttl=1).runs
     time.sleep(1.2)
-    assert store.claim_push("msg:short", "text", b"<xml/>", 60) is True
-    assert store.push_outcome("msg:short") == ("received", None)
+    again = claim(store, "msg:short")
+    assert again.runs is True
+    assert again.record.deliveries == 1
+
+
+def test_a_lapsed_lease_is_taken_over_once(store):
+    claim(store, "msg:1", owner="dead", lease=0.2)
+    assert claim(store, "msg:1", owner="w2").runs is False  # alive still
+    time.sleep(0.3)
+    assert [record.key for record in store.lapsed_runs(time.time(), 10)] == ["msg:1"]
+    assert store.lapsed_runs(time.time(), 10)[0].body == b"<xml/>"
+    taken = claim(store, "msg:1", owner="w3", lease=0.2)
+    assert (taken.runs, taken.record.attempts) == (True, 2)
+    time.sleep(0.3)
+    assert claim(store, "msg:1", owner="w4").runs is False, "the handlers run again once, not twice"
+    assert store.take_over("msg:1", "w5", 3.0) is False
+
+
+def test_a_renewed_lease_does_not_lapse(store):
+    claim(store, "msg:1", owner="w1", lease=0.3)
+    for _ in range(3):
+        time.sleep(0.2)
+        store.renew_leases(["msg:1"], "w1", time.time() + 0.3)
+    store.renew_leases(["msg:1"], "someone-else", time.time() - 10)  # only the owner renews
+    assert store.take_over("msg:1", "w2", 3.0) is False
+    assert store.lapsed_runs(time.time(), 10) == []
+
+
+def test_late_marks_reach_whoever_finishes(store):
+    claim(store, "msg:1")
+    assert store.mark_late("msg:1", "hint") is True
+    assert store.finish_push("msg:1", ANSWERED, b"<xml/>").late == "hint"
+    assert store.mark_late("msg:1", "hint") is False, "a finished push cannot be marked late"
+
+
+def test_a_lapsed_run_is_abandoned_only_while_lapsed(store):
+    claim(store, "msg:1", lease=0.1)
+    claim(store, "msg:2", lease=60)
+    time.sleep(0.2)
+    assert store.abandon("msg:2") is False
+    assert store.abandon("msg:1") is True
+    assert store.get_push("msg:1").status == "abandoned"
+    assert store.lapsed_runs(time.time(), 10) == []
+
+
+def test_an_unfinished_run_may_run_again(store):
+    claim(store, "msg:1")
+    store.set_push_status("msg:1", "unfinished")
+    assert store.take_over("msg:1", "w2", 3.0) is True
+    assert store.get_push("msg:1").attempts == 2
+
+
+def test_held_replies_come_out_oldest_first_and_expire(store):
+    assert store.take_held_reply("o_fan") is None
+    store.hold_reply("o_fan", b"<xml>stale</xml>", 0.2)
+    time.sleep(0.3)
+    store.hold_reply("o_fan", b"<xml>first</xml>", 60)
+    store.hold_reply("o_fan", b"<xml>second</xml>", 60)
+    store.hold_reply("o_other", b"<xml>theirs</xml>", 60)
+    assert store.take_held_reply("o_fan") == b"<xml>first</xml>"
+    assert store.take_held_reply("o_fan") == b"<xml>second</xml>"
+    assert store.take_held_reply("o_fan") is None
+    assert store.take_held_reply("o_other") == b"<xml>theirs</xml>"
 
 
 def test_values_expire_and_add_only_where_absent(store):
@@ -158,12 +231,12 @@ def test_sqlite_sweeps_expired_pushes_and_keeps_live_ones(tmp_path, monkeypatch)
     monkeypatch.setattr(sqlite, "SWEEP_EVERY", 10)
     store = open_store(f"sqlite:///{tmp_path}/sweep.sqlite3")
     for index in range(25):
-        store.claim_push(f"msg:old{index}", "text", b"<xml/>", 1)
+        claim(store, f"msg:old{index}", ttl=1)
     time.sleep(1.2)
     for index in range(20):
-        store.claim_push(f"msg:new{index}", "text", b"<xml/>", 60)
+        claim(store, f"msg:new{index}")
     assert store.count_pushes() == 20
-    assert all(store.push_outcome(f"msg:new{index}") for index in range(20))
+    assert all(store.get_push(f"msg:new{index}") for index in range(20))
     store.close()
 
 

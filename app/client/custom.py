@@ -11,6 +11,10 @@ MAX_CUSTOM_NEWS_ARTICLES = 1
 
 
 class CustomMessages(ClientBase):
+    def send_typing(self, openid: str, typing: bool = True) -> None:
+        """``message/custom/typing``: the follower sees "typing…" (for up to 15 s), or no longer."""
+        self.call("message/custom/typing", {"touser": openid, "command": "Typing" if typing else "CancelTyping"})
+
     def send_text(self, openid: str, content: str, kf_account: str | None = None) -> None:
         """``message/custom/send``, a text message."""
         self._custom(openid, "text", {"content": content}, kf_account)

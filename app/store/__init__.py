@@ -38,20 +38,24 @@ def masked(url: str) -> str:
     return _PASSWORD.sub(r"\1***@", url)
 
 
-def open_store(url: str) -> Store:
-    """The store named by ``url`` (``sqlite:///PATH`` or ``redis://HOST:PORT/DB``)."""
+def open_store(url: str, timeout: float = 0.25) -> Store:
+    """The store named by ``url`` (``sqlite:///PATH`` or ``redis://HOST:PORT/DB``).
+
+    ``timeout`` bounds every call: how long SQLite waits for another writer's lock,
+    how long a Redis call waits for its answer.
+    """
     url = store_url(url)
     if url.startswith("sqlite:///"):
         from .sqlite import SQLiteStore
 
-        return SQLiteStore(url[len("sqlite:///") :])
+        return SQLiteStore(url[len("sqlite:///") :], busy_timeout=timeout)
     try:
         from .redis import RedisStore
     except ImportError:
         raise ValueError("the Redis store needs the redis package: pip install 'wechat-callback[redis]'") from None
     if not urlsplit(url).hostname:
         raise ValueError("names no host")
-    return RedisStore(url)
+    return RedisStore(url, timeout=timeout)
 
 
 __all__ = ["SCHEMES", "Store", "StoreUnavailable", "masked", "open_store", "store_url"]

@@ -1,6 +1,8 @@
-"""What every store does.  Three kinds of state, each a few methods:
+"""What every store does.  Four kinds of state, each a few methods:
 
-* pushes: the retry dedup and the journal in one record per push;
+* pushes: the journal, one record per push, which is also the retry dedup and
+  the lease of the run that handles it (see :class:`PushRecord`);
+* held replies: late replies waiting for a follower's next message;
 * values: short strings with an expiry, for the access token and its refresh lock;
 * jobs: the mass and template sends and their finish results;
 """
@@ -8,11 +10,48 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from ..jobs import Job
 
-RECEIVED, ANSWERED, FAILED = "received", "answered", "failed"
+# A push's status in the journal.  ``running``: its handlers are running (or their worker died
+# and the lease lapsed); the others are final, but for ``unfinished`` (the worker stopped before
+# the run ended), which may be run again like a lapsed run.
+RUNNING, ANSWERED, FAILED = "running", "answered", "failed"
+ABANDONED, UNFINISHED, LATE_REPLY_FAILED = "abandoned", "unfinished", "late_reply_failed"
+RECEIVED = "received"  # journals written before leases existed
+MAX_ATTEMPTS = 2  # a push's handlers run at most twice: once, and once more if that run died
+
+
+@dataclass(frozen=True)
+class PushRecord:
+    """A push in the journal."""
+
+    key: str
+    kind: str
+    status: str
+    reply: bytes | None
+    received_at: float  # when its first delivery arrived (wall clock)
+    deliveries: int  # how many deliveries of it have arrived, on any worker or host
+    attempts: int  # how many runs of its handlers have started
+    lease_until: float  # a running push whose lease is past has lost its run
+    late: str | None = None  # how a reply that missed its delivery's deadline goes out
+    body: bytes | None = None  # the push's XML, where asked for
+
+    def can_take_over(self, now: float) -> bool:
+        """Whether a new run may start: the last one died (or was stopped) and the push has a run left."""
+        lost = (self.status == RUNNING and self.lease_until < now) or self.status == UNFINISHED
+        return lost and self.attempts < MAX_ATTEMPTS
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a delivery learns from claiming its push."""
+
+    record: PushRecord
+    runs: bool  # this delivery holds the lease now: it starts the run
 
 
 class StoreUnavailable(Exception):
@@ -26,14 +65,43 @@ def to_json(value: object) -> str:
 
 class Store(Protocol):
     # --- pushes ---------------------------------------------------------------
-    def claim_push(self, key: str, kind: str, body: bytes, ttl: int) -> bool:
-        """Journal a push under ``key``; False if a live record already has that key."""
+    def claim_push(self, key: str, kind: str, body: bytes, ttl: int, owner: str, lease: float) -> Claim:
+        """Count a delivery of the push under ``key``, journalling it if it is new.
 
-    def finish_push(self, key: str, status: str, reply: bytes | None) -> None:
-        """Record how the push was handled and the reply it got."""
+        The claim runs (``owner`` holds the lease for ``lease`` seconds) when the push
+        is new, or when :meth:`PushRecord.can_take_over`.  All in one atomic step.
+        """
 
-    def push_outcome(self, key: str) -> tuple[str, bytes | None] | None:
-        """``(status, reply)`` of the push under ``key``, or None if there is none."""
+    def take_over(self, key: str, owner: str, lease: float) -> bool:
+        """Take the lease of a push whose run was lost, as a claim would, without counting a delivery."""
+
+    def renew_leases(self, keys: Sequence[str], owner: str, until: float) -> None:
+        """Extend the leases ``owner`` holds on ``keys``."""
+
+    def finish_push(self, key: str, status: str, reply: bytes | None) -> PushRecord | None:
+        """Record how a running push was handled; the record as finished, or None if it was not running."""
+
+    def mark_late(self, key: str, how: str) -> bool:
+        """Mark a running push's reply late (``how`` it goes out); False if the push is not running."""
+
+    def get_push(self, key: str) -> PushRecord | None:
+        """The live record under ``key``."""
+
+    def lapsed_runs(self, now: float, limit: int) -> list[PushRecord]:
+        """Running pushes whose lease is past ``now``, with their bodies."""
+
+    def abandon(self, key: str) -> bool:
+        """Journal a running push whose lease lapsed as abandoned; False if it is not such a push."""
+
+    def set_push_status(self, key: str, status: str) -> None:
+        """Overwrite the status of a push (a stopped worker's unfinished run)."""
+
+    # --- held replies -----------------------------------------------------------
+    def hold_reply(self, openid: str, reply: bytes, ttl: float) -> None:
+        """Keep ``reply`` for ``openid``, after the ones already held."""
+
+    def take_held_reply(self, openid: str) -> bytes | None:
+        """Remove and return the oldest live reply held for ``openid``."""
 
     # --- values ---------------------------------------------------------------
     def get_value(self, key: str) -> str | None:

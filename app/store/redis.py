@@ -1,29 +1,130 @@
 """The Redis store, for more than one machine.  Same interface as the SQLite store.
 
 Keys live under one prefix: ``push:<key>`` (a hash whose creation is the dedup
-claim), ``kv:<key>`` (values with a TTL), and ``job:<kind>:<msg_id>`` (a hash)
-indexed by the sorted set ``jobs``.  Writes that must check before they write are
-Lua scripts, so each is one atomic step.
+claim) with the sorted set ``running`` (running pushes by lease expiry),
+``held:<openid>`` (a list of held replies), ``kv:<key>`` (values with a TTL), and
+``job:<kind>:<msg_id>`` (a hash) indexed by the sorted set ``jobs``.  Writes that
+must check before they write are Lua scripts, so each is one atomic step.
+
+Every call gives up after ``timeout`` seconds and is never retried by the client:
+on the request path a hung Redis must cost one short timeout, not ten long ones.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
+from dataclasses import replace
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from ..jobs import Job
-from .base import RECEIVED, StoreUnavailable, to_json
+from .base import ABANDONED, MAX_ATTEMPTS, RUNNING, UNFINISHED, Claim, PushRecord, StoreUnavailable, to_json
 
 PREFIX = "wechat:"
+RUNNING_SET = PREFIX + "running"
 
-# KEYS[1]=push hash; ARGV: kind, body, received_at, ttl, status.  1 if claimed.
-_CLAIM = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'kind', ARGV[1], 'body', ARGV[2], 'received_at', ARGV[3], 'status', ARGV[5])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
+# The fields of a push record, in the order the scripts return them.
+_FIELDS = ("kind", "status", "reply", "received_at", "deliveries", "attempts", "lease_until", "late")
+
+# Shared by the claim and the take-over: KEYS[1]=push hash, KEYS[2]=running set; ARGV[1]=key,
+# ARGV[4]=now, ARGV[6]=owner, ARGV[7]=lease_until.  Starts a new run if the last one was lost.
+_TAKE_OVER = f"""
+local function take_over()
+  local f = redis.call('HMGET', KEYS[1], 'status', 'lease_until', 'attempts')
+  local lost = (f[1] == '{RUNNING}' and tonumber(f[2]) < tonumber(ARGV[4])) or f[1] == '{UNFINISHED}'
+  if not lost or tonumber(f[3]) >= {MAX_ATTEMPTS} then return 0 end
+  redis.call('HSET', KEYS[1], 'status', '{RUNNING}', 'owner', ARGV[6], 'lease_until', ARGV[7])
+  redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+  redis.call('ZADD', KEYS[2], ARGV[7], ARGV[1])
+  return 1
+end
+local function record(runs)
+  local f = redis.call('HMGET', KEYS[1], {", ".join(repr(name) for name in _FIELDS)})
+  return {{runs, f[1], f[2], f[3] or false, f[4], f[5], f[6], f[7], f[8] or false}}
+end
+"""
+
+# ARGV: key, kind, body, now, ttl, owner, lease_until.  {runs, record fields...}
+_CLAIM = (
+    _TAKE_OVER
+    + f"""
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'kind', ARGV[2], 'body', ARGV[3], 'received_at', ARGV[4], 'status', '{RUNNING}',
+             'deliveries', 1, 'attempts', 1, 'owner', ARGV[6], 'lease_until', ARGV[7])
+  redis.call('EXPIRE', KEYS[1], ARGV[5])
+  redis.call('ZADD', KEYS[2], ARGV[7], ARGV[1])
+  return record(1)
+end
+redis.call('HINCRBY', KEYS[1], 'deliveries', 1)
+return record(take_over())
+"""
+)
+
+# ARGV: key, -, -, now, -, owner, lease_until.  1 if taken over.
+_TAKE_OVER_ONLY = (
+    _TAKE_OVER
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+return take_over()
+"""
+)
+
+# KEYS[1]=push hash, KEYS[2]=running set; ARGV: key, status, reply (or '' with ARGV[4]='0').
+_FINISH = (
+    _TAKE_OVER
+    + f"""
+if redis.call('HGET', KEYS[1], 'status') ~= '{RUNNING}' then return false end
+redis.call('HSET', KEYS[1], 'status', ARGV[2])
+if ARGV[4] == '1' then redis.call('HSET', KEYS[1], 'reply', ARGV[3]) end
+redis.call('ZREM', KEYS[2], ARGV[1])
+return record(0)
+"""
+)
+
+# KEYS[1]=push hash; ARGV[1]=how.  1 if marked.
+_MARK_LATE = f"""
+if redis.call('HGET', KEYS[1], 'status') ~= '{RUNNING}' then return 0 end
+redis.call('HSET', KEYS[1], 'late', ARGV[1])
 return 1
+"""
+
+# KEYS[1]=running set; ARGV: owner, until, then keys.  Renews the leases the owner still holds.
+_RENEW = f"""
+for i = 3, #ARGV do
+  local hash = '{PREFIX}push:' .. ARGV[i]
+  local f = redis.call('HMGET', hash, 'owner', 'status')
+  if f[1] == ARGV[1] and f[2] == '{RUNNING}' then
+    redis.call('HSET', hash, 'lease_until', ARGV[2])
+    redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i])
+  end
+end
+return 1
+"""
+
+# KEYS[1]=push hash, KEYS[2]=running set; ARGV: key, now, status.  1 if abandoned.
+_ABANDON = f"""
+local f = redis.call('HMGET', KEYS[1], 'status', 'lease_until')
+if f[1] ~= '{RUNNING}' or tonumber(f[2]) >= tonumber(ARGV[2]) then
+  if f[1] ~= '{RUNNING}' then redis.call('ZREM', KEYS[2], ARGV[1]) end
+  return 0
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[3])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+"""
+
+# KEYS[1]=held list; ARGV[1]=now.  The oldest live reply, dropping expired ones on the way.
+_TAKE_HELD = """
+while true do
+  local item = redis.call('LPOP', KEYS[1])
+  if not item then return false end
+  local cut = string.find(item, ' ', 1, true)
+  if tonumber(string.sub(item, 1, cut - 1)) > tonumber(ARGV[1]) then return string.sub(item, cut + 1) end
+end
 """
 
 # KEYS[1]=key; ARGV[1]=expected value.  1 if deleted.
@@ -56,10 +157,18 @@ return 1
 
 
 class RedisStore:
-    def __init__(self, url: str) -> None:
-        self.redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    def __init__(self, url: str, timeout: float = 0.25) -> None:
+        self.redis = redis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
+        )
         self.redis.ping()
         self._claim = self.redis.register_script(_CLAIM)
+        self._take_over = self.redis.register_script(_TAKE_OVER_ONLY)
+        self._finish = self.redis.register_script(_FINISH)
+        self._mark_late = self.redis.register_script(_MARK_LATE)
+        self._renew = self.redis.register_script(_RENEW)
+        self._abandon = self.redis.register_script(_ABANDON)
+        self._take_held = self.redis.register_script(_TAKE_HELD)
         self._delete_if = self.redis.register_script(_DELETE_IF)
         self._upsert_job = self.redis.register_script(_UPSERT_JOB)
         self._probe: tuple[float, redis.ConnectionPool] | None = None
@@ -71,21 +180,64 @@ class RedisStore:
 
     # --- pushes ---------------------------------------------------------------
 
-    def claim_push(self, key: str, kind: str, body: bytes, ttl: int) -> bool:
-        return bool(self._claim(keys=[PREFIX + "push:" + key], args=[kind, body, time.time(), int(ttl), RECEIVED]))
+    def claim_push(self, key: str, kind: str, body: bytes, ttl: int, owner: str, lease: float) -> Claim:
+        now = time.time()
+        args = [key, kind, body, now, int(ttl), owner, now + lease]
+        answer = self._claim(keys=[PREFIX + "push:" + key, RUNNING_SET], args=args)
+        return Claim(_record(key, answer[1:]), runs=answer[0] == 1)
 
-    def finish_push(self, key: str, status: str, reply: bytes | None) -> None:
-        fields = {"status": status}
-        if reply is not None:
-            fields["reply"] = reply
+    def take_over(self, key: str, owner: str, lease: float) -> bool:
+        now = time.time()
+        args = [key, "", "", now, 0, owner, now + lease]
+        return self._take_over(keys=[PREFIX + "push:" + key, RUNNING_SET], args=args) == 1
+
+    def renew_leases(self, keys: Sequence[str], owner: str, until: float) -> None:
+        if keys:
+            self._renew(keys=[RUNNING_SET], args=[owner, until, *keys])
+
+    def finish_push(self, key: str, status: str, reply: bytes | None) -> PushRecord | None:
+        args = [key, status, reply or b"", "0" if reply is None else "1"]
+        answer = self._finish(keys=[PREFIX + "push:" + key, RUNNING_SET], args=args)
+        return None if not answer else _record(key, answer[1:])
+
+    def mark_late(self, key: str, how: str) -> bool:
+        return self._mark_late(keys=[PREFIX + "push:" + key], args=[how]) == 1
+
+    def get_push(self, key: str) -> PushRecord | None:
+        values = self.redis.hmget(PREFIX + "push:" + key, *_FIELDS)
+        return None if values[1] is None else _record(key, values)
+
+    def lapsed_runs(self, now: float, limit: int) -> list[PushRecord]:
+        found = []
+        for member in self.redis.zrangebyscore(RUNNING_SET, "-inf", f"({now}", start=0, num=limit):
+            key = member.decode()
+            values = self.redis.hmget(PREFIX + "push:" + key, *_FIELDS, "body")
+            if values[1] is None:  # expired meanwhile
+                self.redis.zrem(RUNNING_SET, member)
+                continue
+            found.append(replace(_record(key, values[:-1]), body=values[-1]))
+        return found
+
+    def abandon(self, key: str) -> bool:
+        return self._abandon(keys=[PREFIX + "push:" + key, RUNNING_SET], args=[key, time.time(), ABANDONED]) == 1
+
+    def set_push_status(self, key: str, status: str) -> None:
         name = PREFIX + "push:" + key
-        # Only a push that is still journalled gets its outcome (never resurrect an expired key).
         if self.redis.exists(name):
-            self.redis.hset(name, mapping=fields)
+            self.redis.hset(name, "status", status)
+            self.redis.zrem(RUNNING_SET, key)
 
-    def push_outcome(self, key: str) -> tuple[str, bytes | None] | None:
-        status, reply = self.redis.hmget(PREFIX + "push:" + key, "status", "reply")
-        return None if status is None else (status.decode(), reply)
+    # --- held replies -----------------------------------------------------------
+
+    def hold_reply(self, openid: str, reply: bytes, ttl: float) -> None:
+        name = PREFIX + "held:" + openid
+        pipe = self.redis.pipeline()
+        pipe.rpush(name, b"%f " % (time.time() + ttl) + reply)
+        pipe.expire(name, int(ttl) + 1)
+        pipe.execute()
+
+    def take_held_reply(self, openid: str) -> bytes | None:
+        return self._take_held(keys=[PREFIX + "held:" + openid], args=[time.time()]) or None
 
     # --- values ---------------------------------------------------------------
 
@@ -191,4 +343,19 @@ def _job(kind: str, msg_id: str, data: dict[bytes, bytes]) -> Job:
         counts=json.loads(text.get("counts") or "{}"),
         detail=detail,
         finished_at=float(text["finished_at"]) if text.get("finished_at") else None,
+    )
+
+
+def _record(key: str, values: Sequence) -> PushRecord:
+    kind, status, reply, received_at, deliveries, attempts, lease_until, late = values
+    return PushRecord(
+        key=key,
+        kind=kind.decode(),
+        status=status.decode(),
+        reply=reply or None,
+        received_at=float(received_at or 0),  # "or": a journal written before leases lacks these
+        deliveries=int(deliveries or 1),
+        attempts=int(attempts or 1),
+        lease_until=float(lease_until or 0),
+        late=late.decode() if late else None,
     )

@@ -7,14 +7,17 @@ row (the upserts) is a single statement, so workers never hold a lock for long.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 from ..jobs import Job
-from .base import RECEIVED, StoreUnavailable, to_json
+from .base import ABANDONED, RUNNING, Claim, PushRecord, StoreUnavailable, to_json
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS pushes (
@@ -26,6 +29,13 @@ CREATE TABLE IF NOT EXISTS pushes (
     status TEXT NOT NULL,
     reply BLOB
 );
+CREATE TABLE IF NOT EXISTS held (
+    id INTEGER PRIMARY KEY,
+    openid TEXT NOT NULL,
+    reply BLOB NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS held_by_openid ON held (openid, id);
 CREATE TABLE IF NOT EXISTS kv (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL,
@@ -46,6 +56,18 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at);
 """
 
+# Columns added to ``pushes`` with leases; an older journal gets them at start-up.
+LEASE_COLUMNS = {
+    "deliveries": "INTEGER NOT NULL DEFAULT 1",
+    "attempts": "INTEGER NOT NULL DEFAULT 1",
+    "owner": "TEXT",
+    "lease_until": "REAL NOT NULL DEFAULT 0",
+    "late": "TEXT",
+}
+# Only running pushes are in this index, so finding lapsed runs reads nothing else.
+RUNNING_INDEX = f"CREATE INDEX IF NOT EXISTS pushes_running ON pushes (lease_until) WHERE status = '{RUNNING}'"
+_RECORD = "key, kind, status, reply, received_at, deliveries, attempts, lease_until, late"
+
 # Expired pushes are swept every SWEEP_EVERY claims, looking at the SWEEP_OLDEST oldest rows
 # only, so no request pays for a long delete.  Every push lives as long, and a row is only
 # ever inserted (never moved to a new expiry), so rowid order is expiry order: the expired
@@ -55,7 +77,7 @@ SWEEP_OLDEST = 2048
 
 
 class SQLiteStore:
-    def __init__(self, path: str, busy_timeout: float = 10.0) -> None:
+    def __init__(self, path: str, busy_timeout: float = 0.25) -> None:
         self.path = path
         self.busy_timeout = busy_timeout
         self._local = threading.local()
@@ -64,6 +86,11 @@ class SQLiteStore:
         os.makedirs(directory, exist_ok=True)
         connection = self._connect()
         connection.executescript(SCHEMA)
+        columns = {row[1] for row in connection.execute("PRAGMA table_info(pushes)")}
+        for name, declaration in LEASE_COLUMNS.items():
+            if name not in columns:
+                connection.execute(f"ALTER TABLE pushes ADD COLUMN {name} {declaration}")
+        connection.execute(RUNNING_INDEX)
         connection.close()
 
     def _connect(self) -> sqlite3.Connection:
@@ -90,7 +117,7 @@ class SQLiteStore:
 
     # --- pushes ---------------------------------------------------------------
 
-    def claim_push(self, key: str, kind: str, body: bytes, ttl: int) -> bool:
+    def claim_push(self, key: str, kind: str, body: bytes, ttl: int, owner: str, lease: float) -> Claim:
         now = time.time()
         self._claims += 1
         if self._claims % SWEEP_EVERY == 0:
@@ -99,26 +126,114 @@ class SQLiteStore:
                 "AND expires_at < ?",
                 (SWEEP_OLDEST, now),
             )
+        new = PushRecord(key, kind, RUNNING, None, now, 1, 1, now + lease)
         insert = (
-            "INSERT INTO pushes (key, kind, body, received_at, expires_at, status) VALUES (?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (key) DO NOTHING"
+            "INSERT INTO pushes (key, kind, body, received_at, expires_at, status, deliveries, attempts, owner, "
+            "lease_until) VALUES (?, ?, ?, ?, ?, ?, 1, 1, ?, ?) ON CONFLICT (key) DO NOTHING"
         )
-        values = (key, kind, body, now, now + ttl, RECEIVED)
-        if self.db.execute(insert, values).rowcount == 1:
+        values = (key, kind, body, now, now + ttl, RUNNING, owner, now + lease)
+        if self.db.execute(insert, values).rowcount == 1:  # the common case: one statement
+            return Claim(new, runs=True)
+        with self._transaction() as db:
+            row = db.execute(f"SELECT {_RECORD}, expires_at FROM pushes WHERE key = ?", (key,)).fetchone()
+            if row is None or row[-1] < now:  # expired and not swept yet: a new push
+                db.execute("DELETE FROM pushes WHERE key = ?", (key,))
+                db.execute(insert, values)
+                return Claim(new, runs=True)
+            record = _record(row[:-1])
+            record = replace(record, deliveries=record.deliveries + 1)
+            if record.can_take_over(now):
+                record = replace(record, status=RUNNING, attempts=record.attempts + 1, lease_until=now + lease)
+                db.execute(
+                    "UPDATE pushes SET deliveries = ?, status = ?, attempts = ?, owner = ?, lease_until = ? "
+                    "WHERE key = ?",
+                    (record.deliveries, RUNNING, record.attempts, owner, record.lease_until, key),
+                )
+                return Claim(record, runs=True)
+            db.execute("UPDATE pushes SET deliveries = ? WHERE key = ?", (record.deliveries, key))
+            return Claim(record, runs=False)
+
+    def take_over(self, key: str, owner: str, lease: float) -> bool:
+        now = time.time()
+        with self._transaction() as db:
+            row = db.execute(f"SELECT {_RECORD} FROM pushes WHERE key = ?", (key,)).fetchone()
+            if row is None or not _record(row).can_take_over(now):
+                return False
+            db.execute(
+                "UPDATE pushes SET status = ?, attempts = attempts + 1, owner = ?, lease_until = ? WHERE key = ?",
+                (RUNNING, owner, now + lease, key),
+            )
             return True
-        # A live record wins; an expired one (not swept yet) gives way to the new push.
-        if self.db.execute("DELETE FROM pushes WHERE key = ? AND expires_at < ?", (key, now)).rowcount:
-            return self.db.execute(insert, values).rowcount == 1
-        return False
 
-    def finish_push(self, key: str, status: str, reply: bytes | None) -> None:
-        self.db.execute("UPDATE pushes SET status = ?, reply = ? WHERE key = ?", (status, reply, key))
+    def renew_leases(self, keys: Sequence[str], owner: str, until: float) -> None:
+        self.db.executemany(
+            "UPDATE pushes SET lease_until = ? WHERE key = ? AND owner = ? AND status = ?",
+            [(until, key, owner, RUNNING) for key in keys],
+        )
 
-    def push_outcome(self, key: str) -> tuple[str, bytes | None] | None:
+    def finish_push(self, key: str, status: str, reply: bytes | None) -> PushRecord | None:
         row = self.db.execute(
-            "SELECT status, reply FROM pushes WHERE key = ? AND expires_at >= ?", (key, time.time())
+            f"UPDATE pushes SET status = ?, reply = ? WHERE key = ? AND status = ? RETURNING {_RECORD}",
+            (status, reply, key, RUNNING),
         ).fetchone()
-        return None if row is None else (row[0], row[1])
+        return None if row is None else _record(row)
+
+    def mark_late(self, key: str, how: str) -> bool:
+        cursor = self.db.execute("UPDATE pushes SET late = ? WHERE key = ? AND status = ?", (how, key, RUNNING))
+        return cursor.rowcount == 1
+
+    def get_push(self, key: str) -> PushRecord | None:
+        row = self.db.execute(
+            f"SELECT {_RECORD} FROM pushes WHERE key = ? AND expires_at >= ?", (key, time.time())
+        ).fetchone()
+        return None if row is None else _record(row)
+
+    def lapsed_runs(self, now: float, limit: int) -> list[PushRecord]:
+        rows = self.db.execute(
+            f"SELECT {_RECORD}, body FROM pushes WHERE status = ? AND lease_until < ? ORDER BY lease_until LIMIT ?",
+            (RUNNING, now, limit),
+        )
+        return [replace(_record(row[:-1]), body=row[-1]) for row in rows]
+
+    def abandon(self, key: str) -> bool:
+        cursor = self.db.execute(
+            "UPDATE pushes SET status = ? WHERE key = ? AND status = ? AND lease_until < ?",
+            (ABANDONED, key, RUNNING, time.time()),
+        )
+        return cursor.rowcount == 1
+
+    def set_push_status(self, key: str, status: str) -> None:
+        self.db.execute("UPDATE pushes SET status = ? WHERE key = ?", (status, key))
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes the lock at once, so that what it reads stays true."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    # --- held replies -----------------------------------------------------------
+
+    def hold_reply(self, openid: str, reply: bytes, ttl: float) -> None:
+        self.db.execute(
+            "INSERT INTO held (openid, reply, expires_at) VALUES (?, ?, ?)", (openid, reply, time.time() + ttl)
+        )
+
+    def take_held_reply(self, openid: str) -> bytes | None:
+        now = time.time()
+        while True:  # a plain read first: nearly every follower has nothing held, and a read takes no lock
+            row = self.db.execute(
+                "SELECT id, reply FROM held WHERE openid = ? AND expires_at > ? ORDER BY id LIMIT 1", (openid, now)
+            ).fetchone()
+            if row is None:
+                return None
+            if self.db.execute("DELETE FROM held WHERE id = ?", (row[0],)).rowcount == 1:
+                return row[1]
 
     def count_pushes(self) -> int:
         return self.db.execute("SELECT count(*) FROM pushes").fetchone()[0]
@@ -246,3 +361,8 @@ def _job(row: tuple) -> Job:
         detail=json.loads(detail),
         finished_at=finished_at,
     )
+
+
+def _record(row: tuple) -> PushRecord:
+    key, kind, status, reply, received_at, deliveries, attempts, lease_until, late = row
+    return PushRecord(key, kind, status, reply, received_at, deliveries, attempts, lease_until, late)

@@ -107,6 +107,8 @@ class FakeWeChatAPI:
         self._clientmsgids: dict[str, int] = {}
         self._routes: dict[str, Route] = {
             "/cgi-bin/message/custom/send": lambda request: {"errcode": 0, "errmsg": "ok"},
+            "/cgi-bin/message/custom/typing": lambda request: {"errcode": 0, "errmsg": "ok"},
+            "/cgi-bin/getcallbackip": lambda request: {"ip_list": ["127.0.0.1", "::1"]},
             "/cgi-bin/media/uploadnews": self._upload_news,
             "/cgi-bin/message/mass/sendall": self._mass_send,
             "/cgi-bin/message/mass/send": self._mass_send,

@@ -1,0 +1,312 @@
+"""The request path, free of any web framework: a delivery in, an answer out.
+
+    caller -> query -> signature -> timestamp -> mode -> size -> decrypt -> parse
+    -> claim -> dispatch under a deadline -> reply -> encrypt
+
+The Flask view, the CLI's ``replay``, the test kit, the benchmark and a queue
+worker all call :meth:`Pipeline.handle`.  WeChat gives each delivery 5 s and
+makes three deliveries of a push; every step here fits in
+``WECHAT_REPLY_DEADLINE`` from the delivery's arrival:
+
+* store calls are short and skipped for a while after a failure (:mod:`app.guard`);
+* handlers run in a pool (:mod:`app.runs`): the delivery waits for them only as
+  long as the clock allows, and every delivery of the push, on any worker or
+  host, waits for the same run;
+* a reply that is not ready in time is a *late reply* (:mod:`app.late`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+
+from . import crypto
+from .allowlist import AllowList
+from .client import WeChatClient
+from .crypto import AESEnvelope
+from .dispatch import dispatch
+from .guard import StoreGuard, StoreSkipped
+from .late import LateReplies
+from .logs import Throttle
+from .messages import Message, Push, parse_push
+from .metrics import Metrics
+from .plugins import Plugins
+from .reply_policy import reply_xml, restamped
+from .runs import LEASE, Run, Runner
+from .settings import RETRY, Settings
+from .store import Store
+from .store.base import ANSWERED, FAILED, RUNNING, PushRecord
+from .verify import CallbackQuery, Refusal, authenticate, check_mode, read_query
+from .xmlsafe import PushError, parse_xml
+
+log = logging.getLogger(__name__)
+
+SUCCESS = b"success"
+WECHAT_GIVES_UP = 5.5  # a delivery older than this has been dropped by WeChat, with a margin
+LAST_DELIVERY = 3  # WeChat delivers a push three times
+LAST_AFTER = 9.0  # ... about 5 s apart: a delivery 9 s after the first is the last
+POLL = 0.05  # how often a delivery waiting on another worker's run looks at the store
+
+
+@dataclass
+class Delivery:
+    """One HTTP request to the callback path, as the web framework hands it over."""
+
+    method: str
+    query_string: str
+    read_body: Callable[[int], bytes]  # reads at most the limit it is given; raises a 413 Refusal past it
+    caller: str | None = None  # the caller's address, when an allow-list is set
+    arrived: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Answer:
+    status: int
+    body: bytes
+    content_type: str = "text/plain"
+    headers: dict[str, str] = field(default_factory=dict)
+    release: bool = False  # no answer at all: let the connection go (WeChat has dropped it, or will retry)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        envelope: AESEnvelope | None,
+        plugins: Plugins,
+        client: WeChatClient,
+        metrics: Metrics,
+        throttle: Throttle,
+        allowlist: AllowList | None = None,
+        context: Callable[[], AbstractContextManager] = nullcontext,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.envelope = envelope
+        self.plugins = plugins
+        self.client = client
+        self.metrics = metrics
+        self.throttle = throttle
+        self.allowlist = allowlist
+        self.guard = StoreGuard(metrics, throttle)
+        self.runner = Runner(self._run, store, settings.handler_threads, context, on_lapsed=self._look_for_lapsed)
+        self.late = LateReplies(settings, store, client, self.guard, self.runner)
+
+    # --- the request ------------------------------------------------------------
+
+    def handle(self, delivery: Delivery) -> Answer:
+        """Answer one delivery; never raises."""
+        try:
+            return self._handle(delivery)
+        except Refusal as refusal:
+            return self._refuse(delivery, refusal)
+        except Exception:  # a bug: logged, and WeChat still gets its answer, never a 500
+            log.exception("%s to the callback failed inside the server", delivery.method[:16])
+            return Answer(200, SUCCESS)
+
+    def _handle(self, delivery: Delivery) -> Answer:
+        settings = self.settings
+        if self.allowlist is not None and not self.allowlist.permits(delivery.caller):
+            raise Refusal(403, "caller is not in WECHAT_ALLOWED_IPS", str(delivery.caller))
+        query = read_query(delivery.query_string)
+        authenticate(query, settings.token, settings.timestamp_tolerance, time.time())
+        if delivery.method in ("GET", "HEAD"):
+            if query.echostr is None:
+                raise Refusal(400, "verification request lacks echostr")
+            return Answer(200, query.echostr.encode(), headers={"X-Content-Type-Options": "nosniff"})
+        if delivery.method != "POST":
+            raise Refusal(405, "a method WeChat does not use", delivery.method[:16])
+        check_mode(query, settings.accepts_plaintext, settings.accepts_encrypted)
+        body = delivery.read_body(settings.max_body_bytes)
+        xml = self._decrypt(body, query) if query.encrypted else body
+        try:
+            push = parse_push(parse_xml(xml))
+        except PushError as exc:
+            raise Refusal(400, "body is not a push", str(exc)[:200]) from None
+        answer = self.answer_push(push, xml, delivery.arrived)
+        if answer.status == 200 and answer.body != SUCCESS and not answer.release and query.encrypted:
+            answer.body = crypto.seal(self.envelope, settings.token, answer.body)
+        return answer
+
+    def _refuse(self, delivery: Delivery, refusal: Refusal) -> Answer:
+        """Log and count ``refusal``, and answer it.
+
+        A 403 says only that: which check failed, and anything about the server's
+        clock or mode, is for the operator's log, not for whoever sent the request.
+        """
+        detail = f" ({refusal.detail})" if refusal.detail else ""
+        self.throttle.log(
+            log,
+            logging.WARNING,
+            f"refused {refusal.status} {refusal.reason}",
+            "%s refused with %d: %s%s",
+            delivery.method[:16],
+            refusal.status,
+            refusal.reason,
+            detail,
+        )
+        self.metrics.refusals.labels(str(refusal.status)).inc()
+        if refusal.status == 403:
+            text = "forbidden"
+        else:
+            text = f"{refusal.reason}: {refusal.detail}" if refusal.detail else refusal.reason
+        return Answer(refusal.status, text.encode() + b"\n", headers={"X-Content-Type-Options": "nosniff"})
+
+    def _decrypt(self, body: bytes, query: CallbackQuery) -> bytes:
+        """The XML inside a safe-mode (or compatible-mode) envelope, authenticated by msg_signature."""
+        if query.msg_signature is None:
+            raise Refusal(403, "encrypted push lacks msg_signature")
+        try:
+            encrypted = parse_xml(body).findtext("Encrypt")
+        except PushError as exc:
+            raise Refusal(400, "body is not a push", str(exc)[:200]) from None
+        if not encrypted or not encrypted.strip():
+            raise Refusal(403, "encrypted push lacks Encrypt, so nothing in it is authenticated")
+        encrypted = encrypted.strip()
+        try:
+            crypto.check_signature(query.msg_signature, self.settings.token, query.timestamp, query.nonce, encrypted)
+            return self.envelope.decrypt(encrypted)
+        except crypto.SignatureError:
+            raise Refusal(403, "msg_signature does not match") from None
+        except crypto.CryptoError as exc:
+            raise Refusal(403, "Encrypt does not decrypt for this appid", str(exc)) from None
+
+    # --- the push ---------------------------------------------------------------
+
+    def answer_push(self, push: Push, xml: bytes, arrived: float) -> Answer:
+        """Claim ``push``, run its handlers (or wait for the run that has them), and answer in time."""
+        deadline = arrived + self.settings.reply_deadline
+        key = push.dedup_key
+        try:
+            claim = self.guard.call(
+                "claim_push",
+                self.store.claim_push,
+                key,
+                push.msg_type,
+                xml,
+                self.settings.dedup_ttl,
+                self.runner.owner_id(),
+                LEASE,
+            )
+        except StoreSkipped:
+            # No journal: this delivery runs its own handlers and answers by its deadline, no holding.
+            run = self.runner.start(key, push, journalled=False)
+            run.done.wait(max(0.0, deadline - time.monotonic()))
+            return self._reply(run.reply_xml if run.done.is_set() else None)
+
+        record = claim.record
+        if claim.runs:
+            if isinstance(push, Message) and record.attempts == 1:
+                held = self.late.take_held(push.from_user)
+                if held is not None:
+                    self._finish(key, ANSWERED, held)
+                    return self._reply(restamped(held, time.time()))
+            run = self.runner.start(key, push)
+        elif record.status != RUNNING:
+            log.info("repeated push %s answered from its first run", key)
+            return self._reply(record.reply)
+        else:
+            run = self.runner.local(key)
+        return self._wait(push, run, record, arrived)
+
+    def _wait(self, push: Push, run: Run | None, record: PushRecord, arrived: float) -> Answer:
+        """Wait for the run of ``push`` as long as this delivery may, then answer by WeChat's rules."""
+        key = push.dedup_key
+        last = record.deliveries >= LAST_DELIVERY or time.time() - record.received_at >= LAST_AFTER
+        deadline = arrived + self.settings.reply_deadline
+        retry = self.settings.late_reply == RETRY
+        until = arrived + WECHAT_GIVES_UP if retry and not last else deadline
+        ready, reply = self._wait_for_run(push, run, until)
+        if ready:
+            return self._reply(reply)
+        if self.runner.releasing.is_set():
+            return Answer(200, b"", release=True)
+        if not retry:
+            finished = self.late.after_deadline(push, hint=False)
+            return self._reply(finished.reply if finished is not None else None)
+        if last:
+            finished = self.late.after_deadline(push, hint=True)
+            if finished is not None:
+                return self._reply(finished.reply)
+            return self._reply(self.late.hint_xml(push))
+        log.info("push %s: delivery %d released unanswered, its run still going", key, record.deliveries)
+        return Answer(200, b"", release=True)
+
+    def _wait_for_run(self, push: Push, run: Run | None, until: float) -> tuple[bool, bytes | None]:
+        """``(True, reply)`` once the run of ``push`` is done, ``(False, None)`` at ``until``.
+
+        A run in this process is waited on directly.  Another worker's is polled in the
+        store; if its lease lapses (its worker died), this delivery takes it over.
+        """
+        key = push.dedup_key
+        while True:
+            remaining = until - time.monotonic()
+            if remaining <= 0 or self.runner.releasing.is_set():
+                return False, None
+            if run is not None:
+                if run.done.wait(min(remaining, POLL)):
+                    return True, run.reply_xml
+                continue
+            try:
+                record = self.guard.call("get_push", self.store.get_push, key)
+            except StoreSkipped:
+                return False, None
+            if record is None or record.status != RUNNING:
+                return True, None if record is None else record.reply
+            if record.lease_until < time.time() and self.store.take_over(key, self.runner.owner_id(), LEASE):
+                log.warning("push %s: its run stopped renewing its lease; running its handlers again", key)
+                run = self.runner.start(key, push)
+                continue
+            time.sleep(min(remaining, POLL))
+
+    def _reply(self, reply: bytes | None) -> Answer:
+        if reply is None:
+            return Answer(200, SUCCESS)
+        return Answer(200, reply, content_type="application/xml")
+
+    # --- the run, in the pool ---------------------------------------------------
+
+    def _run(self, run: Run) -> None:
+        """Dispatch the push, render the reply, record the outcome, and deliver a late reply."""
+        push = run.push
+        outcome = dispatch(push, self.plugins, client=self.client, store=self.store)
+        status = ANSWERED
+        if outcome.failures:
+            status = FAILED
+            self.metrics.handler_failures.inc(outcome.failures)
+        if outcome.reply is not None:
+            try:
+                run.reply_xml = reply_xml(push, outcome.reply, time.time())
+            except Exception:
+                log.exception("reply to %s could not be rendered", run.key)
+                status = FAILED
+        run.done.set()  # deliveries in this process answer now; the store is for the others
+        if run.journalled:
+            finished = self._finish(run.key, status, run.reply_xml)
+            if finished is not None and finished.late is not None and outcome.reply is not None:
+                self.late.deliver(push, outcome.reply, run.reply_xml, finished.late)
+
+    def _finish(self, key: str, status: str, reply: bytes | None) -> PushRecord | None:
+        try:
+            return self.guard.call("finish_push", self.store.finish_push, key, status, reply)
+        except StoreSkipped:
+            return None
+
+    # --- runs whose worker died -------------------------------------------------
+
+    def _look_for_lapsed(self) -> None:
+        """Runs whose lease lapsed: re-run once in time, else journal them abandoned."""
+        if self.guard.skipping:
+            return
+        for record in self.store.lapsed_runs(time.time(), limit=20):
+            self.late.lapsed(record, self._rerun)
+
+    def _rerun(self, record: PushRecord) -> None:
+        if record.body is None or not self.store.take_over(record.key, self.runner.owner_id(), LEASE):
+            return
+        log.warning("push %s: its run died; running its handlers again", record.key)
+        self.runner.start(record.key, parse_push(parse_xml(record.body)))

@@ -1,0 +1,192 @@
+"""Where handlers run: a pool of threads in each process, and the leases that say a run is alive.
+
+A delivery never runs handlers on its own thread: it starts a :class:`Run` in
+the pool and waits for it only as long as WeChat's clock allows, so a slow
+handler costs the delivery a waiting thread, never a late answer.
+
+A run holds a lease in the store, renewed every second by one background
+thread per process; a lease not renewed for 3 s has lapsed, and its run is
+taken to be dead (its worker was killed).  The same thread looks for lapsed
+runs in the store and hands them to ``on_lapsed``.
+
+The pool and the thread start lazily in each process: gunicorn loads the app
+before forking, and threads do not survive a fork.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+from .messages import Push
+from .store import Store
+from .store.base import UNFINISHED
+
+log = logging.getLogger(__name__)
+
+LEASE = 3.0  # a run's lease lapses this long after its last renewal
+RENEW_EVERY = 1.0
+
+_runners: weakref.WeakSet[Runner] = weakref.WeakSet()
+
+
+@dataclass
+class Run:
+    """One run of a push's handlers in this process."""
+
+    key: str
+    push: Push
+    journalled: bool = True  # False while the store is skipped: nothing to renew or finish
+    done: threading.Event = field(default_factory=threading.Event)
+    reply_xml: bytes | None = None
+    detail: dict[str, Any] = field(default_factory=dict)  # what the work left for whoever answers
+
+
+class Runner:
+    """One app's pool, its live runs, and the background thread that keeps their leases."""
+
+    def __init__(
+        self,
+        work: Callable[[Run], None],
+        store: Store,
+        pool_size: int,
+        context: Callable[[], AbstractContextManager] = nullcontext,
+        on_lapsed: Callable[[], None] | None = None,
+    ) -> None:
+        self.work = work
+        self.store = store
+        self.pool_size = pool_size
+        self.context = context
+        self.on_lapsed = on_lapsed
+        self.owner = ""
+        self.releasing = threading.Event()  # set on shutdown: held deliveries let go
+        self._runs: dict[str, Run] = {}
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._pool: ThreadPoolExecutor | None = None
+        _runners.add(self)
+
+    def _ensure_started(self) -> None:
+        if self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            self._runs = {}
+            self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+            self._pool = ThreadPoolExecutor(self.pool_size, thread_name_prefix="wechat-run")
+            threading.Thread(target=self._keep_leases, name="wechat-leases", daemon=True).start()
+            self._pid = os.getpid()
+
+    def owner_id(self) -> str:
+        self._ensure_started()
+        return self.owner
+
+    def start(self, key: str, push: Push, journalled: bool = True) -> Run:
+        """Run ``push``'s handlers in the pool; the caller holds the claim (or the store is skipped)."""
+        self._ensure_started()
+        run = Run(key, push, journalled)
+        if journalled:
+            with self._lock:
+                self._runs[key] = run
+        self._pool.submit(self._work, run)
+        return run
+
+    def local(self, key: str) -> Run | None:
+        """The run of ``key`` in this process, if there is one."""
+        return self._runs.get(key)
+
+    def submit(self, function: Callable[..., Any], *args: Any) -> None:
+        """Other continuing work (a late send), in the same pool and app context."""
+        self._ensure_started()
+
+        def call() -> None:
+            try:
+                with self.context():
+                    function(*args)
+            except Exception:
+                log.exception("continuing work %s failed", getattr(function, "__name__", function))
+
+        self._pool.submit(call)
+
+    def _work(self, run: Run) -> None:
+        try:
+            with self.context():
+                self.work(run)
+        except Exception:
+            log.exception("run of %s failed inside the server", run.key)
+        finally:
+            run.done.set()
+            with self._lock:
+                if self._runs.get(run.key) is run:
+                    del self._runs[run.key]
+
+    def live_keys(self) -> list[str]:
+        with self._lock:
+            return [key for key, run in self._runs.items() if run.journalled]
+
+    def _keep_leases(self) -> None:
+        pid = os.getpid()
+        while self._pid == pid and not self.releasing.is_set():
+            started = time.monotonic()
+            keys = self.live_keys()
+            if keys:
+                try:
+                    self.store.renew_leases(keys, self.owner, time.time() + LEASE)
+                except Exception as exc:
+                    log.warning("cannot renew the leases of %d runs: %s", len(keys), exc)
+            if self.on_lapsed is not None:
+                try:
+                    self.on_lapsed()
+                except Exception:
+                    log.exception("looking for lapsed runs failed")
+            time.sleep(max(0.0, RENEW_EVERY - (time.monotonic() - started)))
+
+    def release(self) -> None:
+        """Let every held delivery go now (the worker is stopping)."""
+        self.releasing.set()
+
+    def drain(self, timeout: float) -> list[Run]:
+        """Wait up to ``timeout`` for the runs in this process; return those still going."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._runs:
+                    return []
+            time.sleep(0.05)
+        with self._lock:
+            return list(self._runs.values())
+
+
+def release_held_deliveries() -> None:
+    """On SIGTERM: every runner in this process lets its held deliveries go, unanswered.
+
+    WeChat then delivers the push again, to a worker that is not stopping, and
+    that delivery takes the run over once its lease lapses.
+    """
+    for runner in list(_runners):
+        runner.release()
+
+
+def drain(timeout: float) -> None:
+    """On shutdown: wait up to ``timeout`` for this process's runs; journal the rest as unfinished."""
+    deadline = time.monotonic() + timeout
+    for runner in list(_runners):
+        for run in runner.drain(max(0.0, deadline - time.monotonic())):
+            if not run.journalled:
+                continue
+            try:
+                runner.store.set_push_status(run.key, UNFINISHED)
+                log.warning("push %s: its run was still going at shutdown; journalled as unfinished", run.key)
+            except Exception as exc:
+                log.error("push %s: its run was still going at shutdown and cannot be journalled: %s", run.key, exc)
