@@ -52,8 +52,9 @@ def child_exit(server, worker):
 def post_worker_init(worker):
     import signal
 
-    from app.runs import release_held_deliveries
+    from app.runs import release_held_deliveries, start_runners
 
+    start_runners()
     stop = signal.getsignal(signal.SIGTERM)
 
     def on_sigterm(signum, frame):

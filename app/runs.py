@@ -76,6 +76,10 @@ class Runner:
         self._pool: ThreadPoolExecutor | None = None
         _runners.add(self)
 
+    def start_background(self) -> None:
+        """Start this process's pool and lease thread now (a server worker at boot), not at the first push."""
+        self._ensure_started()
+
     def _ensure_started(self) -> None:
         if self._pid == os.getpid():
             return
@@ -85,8 +89,8 @@ class Runner:
             self._runs = {}
             self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
             self._pool = ThreadPoolExecutor(self.pool_size, thread_name_prefix="wechat-run")
+            self._pid = os.getpid()  # before the thread starts: it runs while this holds
             threading.Thread(target=self._keep_leases, name="wechat-leases", daemon=True).start()
-            self._pid = os.getpid()
 
     def owner_id(self) -> str:
         self._ensure_started()
@@ -176,6 +180,16 @@ def release_held_deliveries() -> None:
     """
     for runner in list(_runners):
         runner.release()
+
+
+def start_runners() -> None:
+    """At a worker's boot: every runner in this process starts renewing leases and watching for lapsed runs.
+
+    Otherwise a worker that has not handled a push yet would not notice another
+    worker's run dying.
+    """
+    for runner in list(_runners):
+        runner.start_background()
 
 
 def drain(timeout: float) -> None:

@@ -54,6 +54,33 @@ def start_redis(folder: Path):
     pytest.fail("redis-server did not start within 10 s")
 
 
+@contextlib.contextmanager
+def write_lock(database: Path) -> Iterator[None]:
+    """Another process holds SQLite's write lock on ``database`` until the block ends."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys\n"
+            f"c = sqlite3.connect({str(database)!r}, isolation_level=None)\n"
+            "c.execute('BEGIN IMMEDIATE')\n"
+            "print('locked', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "c.execute('COMMIT')\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        holder.wait(timeout=10)
+
+
 @dataclass
 class Served:
     base_url: str

@@ -11,7 +11,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import requests
 from app import SettingsError
 from app.testing import PushClient, text_push
 from tests.conftest import make_app_at
-from tests.servers import serve, start_redis
+from tests.servers import serve, start_redis, write_lock
 
 TOLERANCE = 0.3
 
@@ -56,33 +55,6 @@ def bind_mount(source: Path, target: Path):
 
 def read_only(target: Path, on: bool) -> None:
     mount("-o", f"remount,bind,{'ro' if on else 'rw'}", str(target))
-
-
-@contextlib.contextmanager
-def write_lock(database: Path):
-    """Another process holds SQLite's write lock on ``database`` until the block ends."""
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sqlite3, sys\n"
-            f"c = sqlite3.connect({str(database)!r}, isolation_level=None)\n"
-            "c.execute('BEGIN IMMEDIATE')\n"
-            "print('locked', flush=True)\n"
-            "sys.stdin.readline()\n"
-            "c.execute('COMMIT')\n",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        yield
-    finally:
-        holder.stdin.write("\n")
-        holder.stdin.flush()
-        holder.wait(timeout=10)
 
 
 def health(app) -> tuple[int, dict, float]:
