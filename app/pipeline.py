@@ -34,6 +34,7 @@ from .logs import Throttle
 from .messages import Message, Push, parse_push
 from .metrics import Metrics
 from .plugins import Plugins
+from .replies import Reply
 from .reply_policy import reply_xml, restamped
 from .runs import LEASE, Run, Runner
 from .settings import RETRY, Settings
@@ -60,6 +61,15 @@ class Delivery:
     read_body: Callable[[int], bytes]  # reads at most the limit it is given; raises a 413 Refusal past it
     caller: str | None = None  # the caller's address, when an allow-list is set
     arrived: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Handled:
+    """What a push's handlers came to."""
+
+    reply: Reply | None
+    reply_xml: bytes | None
+    status: str  # ANSWERED, or FAILED when a receiver raised or the reply would not render
 
 
 @dataclass
@@ -270,25 +280,34 @@ class Pipeline:
 
     # --- the run, in the pool ---------------------------------------------------
 
-    def _run(self, run: Run) -> None:
-        """Dispatch the push, render the reply, record the outcome, and deliver a late reply."""
-        push = run.push
+    def run_handlers(self, push: Push) -> Handled:
+        """Dispatch ``push`` to the app's receivers now, on this thread, and render the reply.
+
+        No claim, no journal: the caller decides what the outcome means (a run, a re-run
+        an operator asked for).
+        """
         outcome = dispatch(push, self.plugins, client=self.client, store=self.store)
-        status = ANSWERED
+        handled = Handled(outcome.reply, None, FAILED if outcome.failures else ANSWERED)
         if outcome.failures:
-            status = FAILED
             self.metrics.handler_failures.inc(outcome.failures)
         if outcome.reply is not None:
             try:
-                run.reply_xml = reply_xml(push, outcome.reply, time.time())
+                handled.reply_xml = reply_xml(push, outcome.reply, time.time())
             except Exception:
-                log.exception("reply to %s could not be rendered", run.key)
-                status = FAILED
+                log.exception("reply to %s could not be rendered", push.dedup_key)
+                handled.status = FAILED
+        return handled
+
+    def _run(self, run: Run) -> None:
+        """A run in the pool: the handlers, then the outcome recorded and a late reply delivered."""
+        push = run.push
+        handled = self.run_handlers(push)
+        run.reply_xml = handled.reply_xml
         run.done.set()  # deliveries in this process answer now; the store is for the others
         if run.journalled:
-            finished = self._finish(run.key, status, run.reply_xml)
-            if finished is not None and finished.late is not None and outcome.reply is not None:
-                self.late.deliver(push, outcome.reply, run.reply_xml, finished.late)
+            finished = self._finish(run.key, handled.status, handled.reply_xml)
+            if finished is not None and finished.late is not None and handled.reply is not None:
+                self.late.deliver(push, handled.reply, handled.reply_xml, finished.late)
 
     def _finish(self, key: str, status: str, reply: bytes | None) -> PushRecord | None:
         try:
