@@ -8,7 +8,8 @@ import pytest
 
 from app.jobs import FAILED, SUBMITTED, SUCCEEDED, Job
 from app.store import open_store
-from app.store.base import ANSWERED, RUNNING
+from app.store.base import ABANDONED, ANSWERED, RUNNING, UNFINISHED
+from app.store.base import FAILED as PUSH_FAILED
 from app.testing import PushClient, text_push
 from tests.conftest import make_app
 
@@ -106,6 +107,68 @@ def test_an_unfinished_run_may_run_again(store):
     store.set_push_status("msg:1", "unfinished")
     assert store.take_over("msg:1", "w2", 3.0) is True
     assert store.get_push("msg:1").attempts == 2
+
+
+def test_pushes_are_listed_newest_first_without_bodies(store):
+    for index in range(4):
+        claim(store, f"msg:{index}")
+        time.sleep(0.01)
+    claim(store, "msg:1", owner="w2")  # a repeat keeps the place of its first delivery
+    listed = store.list_pushes()
+    assert [record.key for record in listed] == ["msg:3", "msg:2", "msg:1", "msg:0"]
+    assert [record.deliveries for record in listed] == [1, 1, 2, 1]
+    assert all(record.body is None for record in listed)
+    assert [record.key for record in store.list_pushes(limit=2)] == ["msg:3", "msg:2"]
+
+
+def test_pushes_are_listed_by_status(store):
+    for index in range(5):
+        claim(store, f"msg:{index}")
+        time.sleep(0.01)
+    store.finish_push("msg:0", ANSWERED, b"<xml>a</xml>")
+    store.finish_push("msg:1", PUSH_FAILED, None)
+    store.finish_push("msg:3", PUSH_FAILED, None)
+    store.set_push_status("msg:2", ABANDONED)
+    assert [record.key for record in store.list_pushes(PUSH_FAILED)] == ["msg:3", "msg:1"]
+    assert [record.key for record in store.list_pushes(PUSH_FAILED, limit=1)] == ["msg:3"]
+    assert [record.key for record in store.list_pushes(RUNNING)] == ["msg:4"]
+    assert [record.key for record in store.list_pushes(ABANDONED)] == ["msg:2"]
+    assert store.list_pushes(ANSWERED)[0].reply == b"<xml>a</xml>"
+    assert store.list_pushes(UNFINISHED) == []
+
+
+def test_expired_pushes_are_not_listed(store):
+    claim(store, "msg:short", ttl=1)
+    claim(store, "msg:long")
+    time.sleep(1.2)
+    assert [record.key for record in store.list_pushes()] == ["msg:long"]
+    assert [record.key for record in store.list_pushes()] == ["msg:long"]  # dropped from any index, still right
+
+
+def test_redis_keeps_its_push_index_to_live_pushes_and_under_its_cap(empty_redis):
+    from app.store import redis as redis_store
+
+    store = open_store(empty_redis)
+    claim(store, "msg:short", ttl=1)
+    claim(store, "msg:long")
+    time.sleep(1.2)
+    store.list_pushes()
+    assert store.redis.zrange(redis_store.PUSH_INDEX, 0, -1) == [b"msg:long"], "an expired push leaves the index"
+    cap = f"-{redis_store.PUSH_INDEX_CAP + 1}"
+    assert redis_store._CLAIM.count(cap) == 1
+    store._claim = store.redis.register_script(redis_store._CLAIM.replace(cap, "-4"))  # a cap of 3
+    for index in range(5):
+        claim(store, f"msg:{index}")
+    assert store.redis.zrange(redis_store.PUSH_INDEX, 0, -1) == [b"msg:2", b"msg:3", b"msg:4"]
+    store.close()
+
+
+def test_a_push_is_read_with_its_body_only_when_asked(store):
+    store.claim_push("msg:1", "text", b"<xml>the push</xml>", 60, "w1", 3.0)
+    assert store.get_push("msg:1").body is None
+    assert store.get_push("msg:1", with_body=True).body == b"<xml>the push</xml>"
+    assert store.get_push("msg:missing", with_body=True) is None
+    assert store.get_push("msg:missing") is None
 
 
 def test_held_replies_come_out_oldest_first_and_expire(store):

@@ -84,8 +84,11 @@ class Store(Protocol):
     def mark_late(self, key: str, how: str) -> bool:
         """Mark a running push's reply late (``how`` it goes out); False if the push is not running."""
 
-    def get_push(self, key: str) -> PushRecord | None:
-        """The live record under ``key``."""
+    def get_push(self, key: str, with_body: bool = False) -> PushRecord | None:
+        """The live record under ``key`` (with the push's XML when ``with_body``)."""
+
+    def list_pushes(self, status: str | None = None, limit: int = 100) -> list[PushRecord]:
+        """Live records, newest first (by ``received_at``), optionally only those with ``status``; no bodies."""
 
     def lapsed_runs(self, now: float, limit: int) -> list[PushRecord]:
         """Running pushes whose lease is past ``now``, with their bodies."""

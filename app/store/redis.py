@@ -1,7 +1,8 @@
 """The Redis store, for more than one machine.  Same interface as the SQLite store.
 
 Keys live under one prefix: ``push:<key>`` (a hash whose creation is the dedup
-claim) with the sorted set ``running`` (running pushes by lease expiry),
+claim) with the sorted sets ``running`` (running pushes by lease expiry) and
+``pushes`` (every push by arrival, for listing; capped at ``PUSH_INDEX_CAP``),
 ``held:<openid>`` (a list of held replies), ``kv:<key>`` (values with a TTL), and
 ``job:<kind>:<msg_id>`` (a hash) indexed by the sorted set ``jobs``.  Writes that
 must check before they write are Lua scripts, so each is one atomic step.
@@ -26,6 +27,10 @@ from .base import ABANDONED, MAX_ATTEMPTS, RUNNING, UNFINISHED, Claim, PushRecor
 
 PREFIX = "wechat:"
 RUNNING_SET = PREFIX + "running"
+PUSH_INDEX = PREFIX + "pushes"
+# The push hashes expire on their own; their index keeps the newest ones only.  Members whose hash
+# expired are dropped when a listing reads them.
+PUSH_INDEX_CAP = 100_000
 
 # The fields of a push record, in the order the scripts return them.
 _FIELDS = ("kind", "status", "reply", "received_at", "deliveries", "attempts", "lease_until", "late")
@@ -48,7 +53,7 @@ local function record(runs)
 end
 """
 
-# ARGV: key, kind, body, now, ttl, owner, lease_until.  {runs, record fields...}
+# KEYS[3]=push index.  ARGV: key, kind, body, now, ttl, owner, lease_until.  {runs, record fields...}
 _CLAIM = (
     _TAKE_OVER
     + f"""
@@ -57,6 +62,8 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
              'deliveries', 1, 'attempts', 1, 'owner', ARGV[6], 'lease_until', ARGV[7])
   redis.call('EXPIRE', KEYS[1], ARGV[5])
   redis.call('ZADD', KEYS[2], ARGV[7], ARGV[1])
+  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -{PUSH_INDEX_CAP + 1})
   return record(1)
 end
 redis.call('HINCRBY', KEYS[1], 'deliveries', 1)
@@ -117,6 +124,14 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 """
 
+# KEYS[1]=push index; ARGV: keys.  Drops the keys whose hash is gone (expired), unless a claim made it again.
+_FORGET = f"""
+for i = 1, #ARGV do
+  if redis.call('EXISTS', '{PREFIX}push:' .. ARGV[i]) == 0 then redis.call('ZREM', KEYS[1], ARGV[i]) end
+end
+return 1
+"""
+
 # KEYS[1]=held list; ARGV[1]=now.  The oldest live reply, dropping expired ones on the way.
 _TAKE_HELD = """
 while true do
@@ -168,6 +183,7 @@ class RedisStore:
         self._mark_late = self.redis.register_script(_MARK_LATE)
         self._renew = self.redis.register_script(_RENEW)
         self._abandon = self.redis.register_script(_ABANDON)
+        self._forget = self.redis.register_script(_FORGET)
         self._take_held = self.redis.register_script(_TAKE_HELD)
         self._delete_if = self.redis.register_script(_DELETE_IF)
         self._upsert_job = self.redis.register_script(_UPSERT_JOB)
@@ -183,7 +199,7 @@ class RedisStore:
     def claim_push(self, key: str, kind: str, body: bytes, ttl: int, owner: str, lease: float) -> Claim:
         now = time.time()
         args = [key, kind, body, now, int(ttl), owner, now + lease]
-        answer = self._claim(keys=[PREFIX + "push:" + key, RUNNING_SET], args=args)
+        answer = self._claim(keys=[PREFIX + "push:" + key, RUNNING_SET, PUSH_INDEX], args=args)
         return Claim(_record(key, answer[1:]), runs=answer[0] == 1)
 
     def take_over(self, key: str, owner: str, lease: float) -> bool:
@@ -203,9 +219,36 @@ class RedisStore:
     def mark_late(self, key: str, how: str) -> bool:
         return self._mark_late(keys=[PREFIX + "push:" + key], args=[how]) == 1
 
-    def get_push(self, key: str) -> PushRecord | None:
-        values = self.redis.hmget(PREFIX + "push:" + key, *_FIELDS)
-        return None if values[1] is None else _record(key, values)
+    def get_push(self, key: str, with_body: bool = False) -> PushRecord | None:
+        values = self.redis.hmget(PREFIX + "push:" + key, *_FIELDS, *(["body"] if with_body else []))
+        if values[1] is None:
+            return None
+        return replace(_record(key, values[: len(_FIELDS)]), body=values[len(_FIELDS)] if with_body else None)
+
+    def list_pushes(self, status: str | None = None, limit: int = 100) -> list[PushRecord]:
+        found: list[PushRecord] = []
+        seen: set[bytes] = set()
+        newest: float | str = "+inf"
+        while len(found) < limit:
+            # Pages by score, not rank: pushes claimed meanwhile go on top and do not shift the pages.
+            page = self.redis.zrevrangebyscore(PUSH_INDEX, newest, "-inf", start=0, num=500, withscores=True)
+            members = [member for member, _ in page if member not in seen]
+            if not members:
+                break
+            seen.update(members)
+            newest = page[-1][1]  # inclusive: members sharing the last score come again, and are skipped
+            pipe = self.redis.pipeline(transaction=False)
+            for member in members:
+                pipe.hmget(PREFIX + "push:" + member.decode(), *_FIELDS)
+            gone = []
+            for member, values in zip(members, pipe.execute(), strict=True):
+                if values[1] is None:  # expired
+                    gone.append(member)
+                elif status is None or values[1].decode() == status:
+                    found.append(_record(member.decode(), values))
+            if gone:
+                self._forget(keys=[PUSH_INDEX], args=gone)
+        return found[:limit]
 
     def lapsed_runs(self, now: float, limit: int) -> list[PushRecord]:
         found = []

@@ -182,11 +182,28 @@ class SQLiteStore:
         cursor = self.db.execute("UPDATE pushes SET late = ? WHERE key = ? AND status = ?", (how, key, RUNNING))
         return cursor.rowcount == 1
 
-    def get_push(self, key: str) -> PushRecord | None:
+    def get_push(self, key: str, with_body: bool = False) -> PushRecord | None:
         row = self.db.execute(
-            f"SELECT {_RECORD} FROM pushes WHERE key = ? AND expires_at >= ?", (key, time.time())
+            f"SELECT {_RECORD}, {'body' if with_body else 'NULL'} FROM pushes WHERE key = ? AND expires_at >= ?",
+            (key, time.time()),
         ).fetchone()
-        return None if row is None else _record(row)
+        return None if row is None else replace(_record(row[:-1]), body=row[-1])
+
+    def list_pushes(self, status: str | None = None, limit: int = 100) -> list[PushRecord]:
+        # No index for this: every claim would pay to write it, for an operator's command.  A row
+        # is only ever inserted, so the newest rowids are the newest pushes: the inner query walks
+        # the table backwards and stops at ``limit`` matches (with a status filter, at worst it
+        # reads the journal of a TTL), and the outer one orders those few by received_at, which
+        # two workers' inserts can leave a few milliseconds out of rowid order.
+        where, values = "expires_at >= ?", [time.time()]
+        if status is not None:
+            where, values = where + " AND status = ?", [*values, status]
+        rows = self.db.execute(
+            f"SELECT * FROM (SELECT {_RECORD} FROM pushes WHERE {where} ORDER BY rowid DESC LIMIT ?) "
+            "ORDER BY received_at DESC",
+            (*values, limit),
+        )
+        return [_record(row) for row in rows]
 
     def lapsed_runs(self, now: float, limit: int) -> list[PushRecord]:
         rows = self.db.execute(
