@@ -6,7 +6,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
 WORKDIR /srv
 COPY pyproject.toml README.md ./
 COPY app ./app
-RUN pip install ".[redis]"
+RUN pip install ".[redis,rq]"
 COPY wsgi.py gunicorn.conf.py ./
 
 RUN useradd --system --uid 10001 --home-dir /srv wechat && mkdir /data && chown wechat /data

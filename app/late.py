@@ -39,6 +39,8 @@ from .reply_policy import text_xml
 from .settings import CUSTOMER_SERVICE, Settings
 from .store import Store
 from .store.base import PushRecord
+from .tasks import CUSTOMER_SERVICE as BY_API
+from .tasks import HOLD
 
 if TYPE_CHECKING:
     from .guard import StoreGuard
@@ -47,7 +49,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HINT, SENT_LATER = "hint", "customer_service"  # the store's ``late`` marks
-HOLD_FOR = 86400.0  # a held reply waits a day for the follower's next message
 RERUN_WITHIN = 15.0  # WeChat's three deliveries are over by then
 MAX_ATTEMPTS = 2  # the first run and one re-run
 
@@ -90,29 +91,6 @@ class LateReplies:
         except WeChatError as exc:
             log.info("cannot show 'typing' to %s: %s", openid, exc)
 
-    # --- when the run finishes late ---------------------------------------------
-
-    def deliver(self, push: Push, reply: Reply, reply_xml: bytes | None, how: str) -> None:
-        """The reply of a run whose delivery was already answered: send it, or hold it."""
-        if how == SENT_LATER:
-            try:
-                send(self.client, push.from_user, reply)
-                log.info("late reply to %s sent through the customer-service API", push.dedup_key)
-                return
-            except WeChatError as exc:
-                log.warning("late reply to %s refused by WeChat (%s); held for the follower", push.dedup_key, exc)
-            except TypeError as exc:
-                log.warning("late reply to %s cannot be sent: %s", push.dedup_key, exc)
-                return
-        if reply_xml is not None:
-            self.hold(push.from_user, reply_xml)
-
-    def hold(self, openid: str, reply_xml: bytes) -> None:
-        try:
-            self.guard.call("hold_reply", self.store.hold_reply, openid, reply_xml, HOLD_FOR)
-        except Exception:
-            log.error("a late reply for %s is lost: the store cannot hold it", openid)
-
     def take_held(self, openid: str) -> bytes | None:
         """The follower's oldest held reply, taken out of the store (None if there is none)."""
         try:
@@ -136,6 +114,11 @@ class LateReplies:
         elif age >= RERUN_WITHIN:
             if self.store.abandon(record.key):
                 log.error("push %s abandoned: its run died and WeChat's deliveries are over", record.key)
+
+
+def task_how(late: str) -> str:
+    """How a task delivers the reply of a run marked ``late``."""
+    return BY_API if late == SENT_LATER else HOLD
 
 
 def send(client: WeChatClient, openid: str, reply: Reply) -> None:

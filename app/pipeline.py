@@ -23,23 +23,25 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
-from . import crypto
+from . import crypto, tasks
 from .allowlist import AllowList
 from .client import WeChatClient
 from .crypto import AESEnvelope
 from .dispatch import dispatch
 from .guard import StoreGuard, StoreSkipped
-from .late import LateReplies
+from .late import LateReplies, task_how
 from .logs import Throttle
 from .messages import Message, Push, parse_push
 from .metrics import Metrics
 from .plugins import Plugins
 from .replies import Reply
-from .reply_policy import reply_xml, restamped
+from .reply_policy import parts, reply_xml, restamped
 from .runs import LEASE, Run, Runner
-from .settings import RETRY, Settings
+from .settings import RETRY, RQ, Settings
 from .store import Store
 from .store.base import ANSWERED, FAILED, RUNNING, PushRecord
+from .tasks import CUSTOMER_SERVICE as BY_API
+from .tasks import HOLD, EmbeddedQueue, Handing, RQQueue, Task
 from .verify import CallbackQuery, Refusal, authenticate, check_mode, read_query
 from .xmlsafe import PushError, parse_xml
 
@@ -67,9 +69,11 @@ class Delivery:
 class Handled:
     """What a push's handlers came to."""
 
-    reply: Reply | None
-    reply_xml: bytes | None
+    reply: Reply | None  # the whole reply
+    reply_xml: bytes | None  # the passive reply: the reply, or its first part
     status: str  # ANSWERED, or FAILED when a receiver raised or the reply would not render
+    rest: list[Reply] = field(default_factory=list)  # the parts of a long text after the first
+    handoffs: list[Task] = field(default_factory=list)
 
 
 @dataclass
@@ -105,6 +109,7 @@ class Pipeline:
         self.guard = StoreGuard(metrics, throttle)
         self.runner = Runner(self._run, store, settings.handler_threads, context, on_lapsed=self._look_for_lapsed)
         self.late = LateReplies(settings, store, client, self.guard, self.runner)
+        self.tasks = RQQueue(settings.store_url) if settings.task_queue == RQ else EmbeddedQueue(self)
 
     # --- the request ------------------------------------------------------------
 
@@ -284,30 +289,48 @@ class Pipeline:
         """Dispatch ``push`` to the app's receivers now, on this thread, and render the reply.
 
         No claim, no journal: the caller decides what the outcome means (a run, a re-run
-        an operator asked for).
+        an operator asked for).  A long text reply is split: the first part is the
+        reply, the others are in ``rest``; the work receivers handed off is in ``handoffs``.
         """
-        outcome = dispatch(push, self.plugins, client=self.client, store=self.store)
-        handled = Handled(outcome.reply, None, FAILED if outcome.failures else ANSWERED)
+        held = self.settings.late_reply == RETRY
+        handing = Handing(push.from_user, push.to_user, push.dedup_key, HOLD if held else BY_API)
+        token = tasks.current.set(handing)
+        try:
+            outcome = dispatch(push, self.plugins, client=self.client, store=self.store)
+        finally:
+            tasks.current.reset(token)
+        handled = Handled(outcome.reply, None, FAILED if outcome.failures else ANSWERED, handoffs=handing.tasks)
         if outcome.failures:
             self.metrics.handler_failures.inc(outcome.failures)
         if outcome.reply is not None:
             try:
-                handled.reply_xml = reply_xml(push, outcome.reply, time.time())
+                first, *handled.rest = parts(outcome.reply, self.settings, held)
+                handled.reply_xml = reply_xml(push, first, time.time())
             except Exception:
                 log.exception("reply to %s could not be rendered", push.dedup_key)
                 handled.status = FAILED
         return handled
 
     def _run(self, run: Run) -> None:
-        """A run in the pool: the handlers, then the outcome recorded and a late reply delivered."""
+        """A run in the pool: the handlers, then the outcome recorded and the work after it scheduled."""
         push = run.push
         handled = self.run_handlers(push)
         run.reply_xml = handled.reply_xml
         run.done.set()  # deliveries in this process answer now; the store is for the others
+        late = None
         if run.journalled:
             finished = self._finish(run.key, handled.status, handled.reply_xml)
-            if finished is not None and finished.late is not None and handled.reply is not None:
-                self.late.deliver(push, handled.reply, handled.reply_xml, finished.late)
+            late = None if finished is None else finished.late
+        follower, account = push.from_user, push.to_user
+        if late is not None and handled.reply is not None:  # the delivery was answered without it
+            how = task_how(late)
+            replies = parts(handled.reply, self.settings, held=how == HOLD)
+            self.tasks.schedule(Task.deliver(follower, account, how, replies, run.key))
+        elif handled.rest:
+            how = HOLD if self.settings.late_reply == RETRY else BY_API
+            self.tasks.schedule(Task.deliver(follower, account, how, handled.rest, run.key))
+        for task in handled.handoffs:
+            self.tasks.schedule(task)
 
     def _finish(self, key: str, status: str, reply: bytes | None) -> PushRecord | None:
         try:
@@ -319,9 +342,11 @@ class Pipeline:
 
     def _look_for_lapsed(self) -> None:
         """Runs whose lease lapsed: re-run once in time, else journal them abandoned."""
-        if self.guard.skipping:
+        try:
+            lost = self.guard.call("lapsed_runs", self.store.lapsed_runs, time.time(), 20)
+        except StoreSkipped:
             return
-        for record in self.store.lapsed_runs(time.time(), limit=20):
+        for record in lost:
             self.late.lapsed(record, self._rerun)
 
     def _rerun(self, record: PushRecord) -> None:

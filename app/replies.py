@@ -8,9 +8,11 @@ sections, so every reply is well-formed whatever a user or handler put in it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +144,9 @@ Reply = TextReply | ImageReply | VoiceReply | VideoReply | MusicReply | NewsRepl
 REPLY_TYPES = (TextReply, ImageReply, VoiceReply, VideoReply, MusicReply, NewsReply, TransferCustomerServiceReply)
 
 
+_BY_TYPE = {cls.msg_type: cls for cls in REPLY_TYPES}
+
+
 def as_reply(value: object) -> Reply | None:
     """What a handler returned, as a reply: ``None`` stays ``None``, a ``str`` becomes text."""
     if value is None or isinstance(value, REPLY_TYPES):
@@ -149,6 +154,20 @@ def as_reply(value: object) -> Reply | None:
     if isinstance(value, str):
         return TextReply(value)
     raise TypeError(f"a handler returned {type(value).__name__}; return a reply from app.replies, a str or None")
+
+
+def reply_to_dict(reply: Reply) -> dict[str, Any]:
+    """``reply`` as plain JSON-able data, for work that another process finishes."""
+    return {"type": reply.msg_type, **dataclasses.asdict(reply)}
+
+
+def reply_from_dict(data: dict[str, Any]) -> Reply:
+    """The reply :func:`reply_to_dict` made."""
+    fields = dict(data)
+    cls = _BY_TYPE[fields.pop("type")]
+    if cls is NewsReply:
+        fields["articles"] = tuple(Article(**article) for article in fields["articles"])
+    return cls(**fields)
 
 
 def render(

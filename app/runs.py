@@ -28,6 +28,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
+from .logs import Throttle
 from .messages import Push
 from .store import Store
 from .store.base import UNFINISHED
@@ -38,6 +39,7 @@ LEASE = 3.0  # a run's lease lapses this long after its last renewal
 RENEW_EVERY = 1.0
 
 _runners: weakref.WeakSet[Runner] = weakref.WeakSet()
+_throttle = Throttle()  # the lease thread's failures repeat every second while the store is down
 
 
 @dataclass
@@ -90,7 +92,7 @@ class Runner:
             self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
             self._pool = ThreadPoolExecutor(self.pool_size, thread_name_prefix="wechat-run")
             self._pid = os.getpid()  # before the thread starts: it runs while this holds
-            threading.Thread(target=self._keep_leases, name="wechat-leases", daemon=True).start()
+            threading.Thread(target=_keep_leases, args=(weakref.ref(self), self._pid), daemon=True).start()
 
     def owner_id(self) -> str:
         self._ensure_started()
@@ -139,23 +141,6 @@ class Runner:
         with self._lock:
             return [key for key, run in self._runs.items() if run.journalled]
 
-    def _keep_leases(self) -> None:
-        pid = os.getpid()
-        while self._pid == pid and not self.releasing.is_set():
-            started = time.monotonic()
-            keys = self.live_keys()
-            if keys:
-                try:
-                    self.store.renew_leases(keys, self.owner, time.time() + LEASE)
-                except Exception as exc:
-                    log.warning("cannot renew the leases of %d runs: %s", len(keys), exc)
-            if self.on_lapsed is not None:
-                try:
-                    self.on_lapsed()
-                except Exception:
-                    log.exception("looking for lapsed runs failed")
-            time.sleep(max(0.0, RENEW_EVERY - (time.monotonic() - started)))
-
     def release(self) -> None:
         """Let every held delivery go now (the worker is stopping)."""
         self.releasing.set()
@@ -170,6 +155,29 @@ class Runner:
             time.sleep(0.05)
         with self._lock:
             return list(self._runs.values())
+
+
+def _keep_leases(ref: weakref.ref[Runner], pid: int) -> None:
+    """Every second: renew the leases of this process's runs, and look for runs lost elsewhere.
+
+    It holds its runner weakly and ends with it (an app that is gone, as in a test
+    process that builds many), or with a fork.
+    """
+    while (runner := ref()) is not None and runner._pid == pid:
+        started = time.monotonic()
+        keys = runner.live_keys()
+        if keys:
+            try:
+                runner.store.renew_leases(keys, runner.owner, time.time() + LEASE)
+            except Exception as exc:
+                _throttle.log(log, logging.WARNING, "renew", "cannot renew the leases of %d runs: %s", len(keys), exc)
+        if runner.on_lapsed is not None:
+            try:
+                runner.on_lapsed()
+            except Exception as exc:
+                _throttle.log(log, logging.WARNING, "lapsed", "cannot look for lost runs: %s", exc)
+        del runner
+        time.sleep(max(0.0, RENEW_EVERY - (time.monotonic() - started)))
 
 
 def release_held_deliveries() -> None:

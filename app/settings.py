@@ -25,6 +25,8 @@ PLAINTEXT, COMPATIBLE, SAFE = "plaintext", "compatible", "safe"
 MESSAGE_MODES = (PLAINTEXT, COMPATIBLE, SAFE)
 RETRY, CUSTOMER_SERVICE = "retry", "customer_service"
 TOKEN_ENDPOINTS = ("stable_token", "token")
+EMBEDDED, RQ = "embedded", "rq"
+DEFAULT_MORE_HINT = "\n（未完，回复任意内容看下一段）"
 DEFAULT_LATE_REPLY_HINT = "这条消息还在处理中，请稍后回复任意内容查看结果。"
 WECHAT_DELIVERY_TIMEOUT = 5.0  # seconds WeChat waits for each delivery
 
@@ -130,6 +132,10 @@ class Settings:
     late_reply_hint: str = setting("WECHAT_LATE_REPLY_HINT", _text, DEFAULT_LATE_REPLY_HINT, keep_empty=True)
     handler_threads: int = setting("WECHAT_HANDLER_THREADS", _integer(1), 128)  # per worker process
     store_timeout: float = setting("WECHAT_STORE_TIMEOUT", _seconds(0, WECHAT_DELIVERY_TIMEOUT), 0.25)
+    text_limit: int = setting("WECHAT_TEXT_LIMIT", _integer(64), 2048)  # bytes of a text reply's UTF-8
+    text_max_parts: int = setting("WECHAT_TEXT_MAX_PARTS", _integer(1), 5)
+    more_hint: str = setting("WECHAT_MORE_HINT", _text, DEFAULT_MORE_HINT, keep_empty=True)
+    task_queue: str = setting("WECHAT_TASK_QUEUE", _one_of(EMBEDDED, RQ), EMBEDDED)
     dedup_ttl: int = setting("WECHAT_DEDUP_TTL", _integer(60), 86400)  # must outlast WeChat's 15 s of deliveries
     allowed_ips: allowlist.Allowed = setting("WECHAT_ALLOWED_IPS", allowlist.parse_allowed)
     trusted_proxies: int = setting("WECHAT_TRUSTED_PROXIES", _integer(0), 0)
@@ -195,5 +201,9 @@ def _check_together(settings: Settings) -> None:
         )
     if settings.late_reply == CUSTOMER_SERVICE and not (settings.app_id and settings.app_secret):
         raise SettingsError("WECHAT_LATE_REPLY=customer_service needs WECHAT_APP_ID and WECHAT_APP_SECRET")
+    if len(settings.more_hint.encode()) > settings.text_limit // 2:
+        raise SettingsError("WECHAT_MORE_HINT must take at most half of WECHAT_TEXT_LIMIT")
+    if settings.task_queue == RQ and not settings.store_url.startswith(("redis://", "rediss://")):
+        raise SettingsError("WECHAT_TASK_QUEUE=rq needs a Redis WECHAT_STORE_URL: the queue lives in that Redis")
     if settings.allowed_ips == allowlist.WECHAT and not (settings.app_id and settings.app_secret):
         raise SettingsError("WECHAT_ALLOWED_IPS=wechat needs WECHAT_APP_ID and WECHAT_APP_SECRET to fetch the list")

@@ -229,3 +229,27 @@ def test_fifty_held_slow_pushes_do_not_delay_a_fast_one(tmp_path):
         for thread in slow:
             thread.join(10)
         assert requests.get(f"{server.base_url}/healthz", timeout=5).status_code == 200
+
+
+def test_sigterm_lets_a_held_delivery_go_at_once_and_the_run_finishes(tmp_path):
+    """The stopping worker drops the delivery (WeChat delivers again, to a live worker) and drains its run."""
+    with served(tmp_path) as server:
+        stopped_at = []
+
+        def stop_the_worker() -> None:
+            wait_for(lambda: runs(server.runs_file), 5)
+            time.sleep(1.0)
+            stopped_at.append(time.monotonic())
+            os.kill(runs(server.runs_file)[0][0], signal.SIGTERM)
+
+        stopper = threading.Thread(target=stop_the_worker, daemon=True)
+        started = time.monotonic()
+        stopper.start()
+        push = WeChat(server.base_url).push(text_push("sleep 4 drained"))
+        stopper.join(5)
+        first, second = push.deliveries
+        assert first.failure == "dropped"
+        assert second.sent_at < stopped_at[0] - started + 0.5, "let go at once, not after 5.5 s"
+        assert near(second.answered_at, 4.0)
+        assert second.content == "drained"
+        assert len(runs(server.runs_file)) == 1

@@ -105,6 +105,7 @@ def test_a_lapsed_run_is_abandoned_only_while_lapsed(store):
 def test_an_unfinished_run_may_run_again(store):
     claim(store, "msg:1")
     store.set_push_status("msg:1", "unfinished")
+    assert [record.key for record in store.lapsed_runs(time.time(), 10)] == ["msg:1"]
     assert store.take_over("msg:1", "w2", 3.0) is True
     assert store.get_push("msg:1").attempts == 2
 

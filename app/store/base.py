@@ -91,13 +91,13 @@ class Store(Protocol):
         """Live records, newest first (by ``received_at``), optionally only those with ``status``; no bodies."""
 
     def lapsed_runs(self, now: float, limit: int) -> list[PushRecord]:
-        """Running pushes whose lease is past ``now``, with their bodies."""
+        """Lost runs, with their bodies: running pushes whose lease is past ``now``, and unfinished ones."""
 
     def abandon(self, key: str) -> bool:
-        """Journal a running push whose lease lapsed as abandoned; False if it is not such a push."""
+        """Journal a lost run (see :meth:`lapsed_runs`) as abandoned; False if it is not one."""
 
     def set_push_status(self, key: str, status: str) -> None:
-        """Overwrite the status of a push (a stopped worker's unfinished run)."""
+        """Overwrite the status of a push (a stopped worker's unfinished run), and end its lease."""
 
     # --- held replies -----------------------------------------------------------
     def hold_reply(self, openid: str, reply: bytes, ttl: float) -> None:

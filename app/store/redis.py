@@ -115,8 +115,9 @@ return 1
 # KEYS[1]=push hash, KEYS[2]=running set; ARGV: key, now, status.  1 if abandoned.
 _ABANDON = f"""
 local f = redis.call('HMGET', KEYS[1], 'status', 'lease_until')
-if f[1] ~= '{RUNNING}' or tonumber(f[2]) >= tonumber(ARGV[2]) then
-  if f[1] ~= '{RUNNING}' then redis.call('ZREM', KEYS[2], ARGV[1]) end
+local live = f[1] == '{RUNNING}' or f[1] == '{UNFINISHED}'
+if not live or tonumber(f[2]) >= tonumber(ARGV[2]) then
+  if not live then redis.call('ZREM', KEYS[2], ARGV[1]) end
   return 0
 end
 redis.call('HSET', KEYS[1], 'status', ARGV[3])
@@ -267,8 +268,11 @@ class RedisStore:
     def set_push_status(self, key: str, status: str) -> None:
         name = PREFIX + "push:" + key
         if self.redis.exists(name):
-            self.redis.hset(name, "status", status)
-            self.redis.zrem(RUNNING_SET, key)
+            self.redis.hset(name, mapping={"status": status, "lease_until": 0})
+            if status == UNFINISHED:  # still to be picked up, like a lapsed run
+                self.redis.zadd(RUNNING_SET, {key: 0})
+            else:
+                self.redis.zrem(RUNNING_SET, key)
 
     # --- held replies -----------------------------------------------------------
 

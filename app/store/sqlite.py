@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 from ..jobs import Job
-from .base import ABANDONED, RUNNING, Claim, PushRecord, StoreUnavailable, to_json
+from .base import ABANDONED, RUNNING, UNFINISHED, Claim, PushRecord, StoreUnavailable, to_json
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS pushes (
@@ -64,8 +64,10 @@ LEASE_COLUMNS = {
     "lease_until": "REAL NOT NULL DEFAULT 0",
     "late": "TEXT",
 }
-# Only running pushes are in this index, so finding lapsed runs reads nothing else.
-RUNNING_INDEX = f"CREATE INDEX IF NOT EXISTS pushes_running ON pushes (lease_until) WHERE status = '{RUNNING}'"
+# Only running and unfinished pushes are in this index, so finding lost runs reads nothing else.
+LIVE_INDEX = (
+    f"CREATE INDEX IF NOT EXISTS pushes_live ON pushes (lease_until) WHERE status IN ('{RUNNING}', '{UNFINISHED}')"
+)
 _RECORD = "key, kind, status, reply, received_at, deliveries, attempts, lease_until, late"
 
 # Expired pushes are swept every SWEEP_EVERY claims, looking at the SWEEP_OLDEST oldest rows
@@ -90,7 +92,7 @@ class SQLiteStore:
         for name, declaration in LEASE_COLUMNS.items():
             if name not in columns:
                 connection.execute(f"ALTER TABLE pushes ADD COLUMN {name} {declaration}")
-        connection.execute(RUNNING_INDEX)
+        connection.execute(LIVE_INDEX)
         connection.close()
 
     def _connect(self) -> sqlite3.Connection:
@@ -207,20 +209,21 @@ class SQLiteStore:
 
     def lapsed_runs(self, now: float, limit: int) -> list[PushRecord]:
         rows = self.db.execute(
-            f"SELECT {_RECORD}, body FROM pushes WHERE status = ? AND lease_until < ? ORDER BY lease_until LIMIT ?",
-            (RUNNING, now, limit),
+            f"SELECT {_RECORD}, body FROM pushes WHERE status IN (?, ?) AND lease_until < ? "
+            "ORDER BY lease_until LIMIT ?",
+            (RUNNING, UNFINISHED, now, limit),
         )
         return [replace(_record(row[:-1]), body=row[-1]) for row in rows]
 
     def abandon(self, key: str) -> bool:
         cursor = self.db.execute(
-            "UPDATE pushes SET status = ? WHERE key = ? AND status = ? AND lease_until < ?",
-            (ABANDONED, key, RUNNING, time.time()),
+            "UPDATE pushes SET status = ? WHERE key = ? AND status IN (?, ?) AND lease_until < ?",
+            (ABANDONED, key, RUNNING, UNFINISHED, time.time()),
         )
         return cursor.rowcount == 1
 
     def set_push_status(self, key: str, status: str) -> None:
-        self.db.execute("UPDATE pushes SET status = ? WHERE key = ?", (status, key))
+        self.db.execute("UPDATE pushes SET status = ?, lease_until = 0 WHERE key = ?", (status, key))
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
