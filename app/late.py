@@ -32,7 +32,6 @@ from .replies import (
     NewsReply,
     Reply,
     TextReply,
-    VideoReply,
     VoiceReply,
 )
 from .reply_policy import text_xml
@@ -122,15 +121,17 @@ def task_how(late: str) -> str:
 
 
 def send(client: WeChatClient, openid: str, reply: Reply) -> None:
-    """``reply`` as a customer-service message; TypeError for a reply that has no such form."""
+    """``reply`` as a customer-service message; TypeError for a reply that has no such form.
+
+    A video reply has none: the customer-service API needs a thumbnail, which a
+    passive video reply does not carry.  Such a reply is held instead.
+    """
     if isinstance(reply, TextReply):
         client.send_text(openid, reply.content)
     elif isinstance(reply, ImageReply):
         client.send_image(openid, reply.media_id)
     elif isinstance(reply, VoiceReply):
         client.send_voice(openid, reply.media_id)
-    elif isinstance(reply, VideoReply):
-        client.send_video(openid, reply.media_id, reply.media_id, reply.title, reply.description)
     elif isinstance(reply, MusicReply):
         client.send_music(
             openid,

@@ -39,7 +39,7 @@ from .reply_policy import parts, reply_xml, restamped
 from .runs import LEASE, Run, Runner
 from .settings import RETRY, RQ, Settings
 from .store import Store
-from .store.base import ANSWERED, FAILED, RUNNING, PushRecord
+from .store.base import ANSWERED, FAILED, LATE_REPLY_FAILED, RUNNING, PushRecord
 from .tasks import CUSTOMER_SERVICE as BY_API
 from .tasks import HOLD, EmbeddedQueue, Handing, RQQueue, Task
 from .verify import CallbackQuery, Refusal, authenticate, check_mode, read_query
@@ -341,13 +341,18 @@ class Pipeline:
     # --- runs whose worker died -------------------------------------------------
 
     def _look_for_lapsed(self) -> None:
-        """Runs whose lease lapsed: re-run once in time, else journal them abandoned."""
+        """Every second: runs whose lease lapsed (re-run once in time, else journal them abandoned),
+        and held replies whose day ran out (journal their pushes ``late_reply_failed``)."""
         try:
             lost = self.guard.call("lapsed_runs", self.store.lapsed_runs, time.time(), 20)
+            expired = self.guard.call("expired_holds", self.store.expired_holds, time.time(), 100)
         except StoreSkipped:
             return
         for record in lost:
             self.late.lapsed(record, self._rerun)
+        for key in expired:
+            log.error("push %s: its late reply was held a day and the follower never wrote; it is lost", key)
+            self.store.set_push_status(key, LATE_REPLY_FAILED)
 
     def _rerun(self, record: PushRecord) -> None:
         if record.body is None or not self.store.take_over(record.key, self.runner.owner_id(), LEASE):

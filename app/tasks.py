@@ -10,10 +10,10 @@ only the work after it moves.
 A task delivers replies to one follower, in order, one of two ways:
 
 * ``customer_service``: through ``message/custom/send``.  A send WeChat refuses
-  (45015 outside the 48 hours, 45047 over the limit, 48001 no permission) is held
-  instead, with the ones after it.
+  (45015 outside the 48 hours, 45047 over the limit, 48001 no permission), or a
+  reply with no customer-service form, is held instead, with the ones after it.
 * ``hold``: kept in the store for the follower; each next message of theirs takes
-  the oldest.
+  the oldest.  A hold that runs out (a day) is journalled ``late_reply_failed``.
 
 A hand-off task first runs an importable function with JSON arguments, and
 delivers what it returns (see :mod:`app.handoff`).
@@ -106,11 +106,10 @@ def deliver(pipeline: Pipeline, task: Task, replies: list[Reply]) -> None:
                     continue
                 log.warning("WeChat will not send to %s now (%s); holding the rest", task.follower, exc)
             except TypeError as exc:
-                log.error("a late reply to %s cannot be sent: %s", task.push or task.follower, exc)
-                continue
+                log.warning("a late reply to %s is held: %s", task.push or task.follower, exc)
         for held in replies[index:]:
             xml = addressed_xml(held, task.follower, task.account, time.time())
-            pipeline.store.hold_reply(task.follower, xml, HOLD_FOR)
+            pipeline.store.hold_reply(task.follower, xml, HOLD_FOR, task.push)
         return
 
 

@@ -129,3 +129,26 @@ def test_later_refuses_what_another_process_could_not_run(tmp_path, caplog):
     assert errors == ["ValueError", "TypeError"]
     with pytest.raises(RuntimeError):
         later("tests.plugins.slow.look_up", "outside a receiver")
+
+
+def test_a_held_reply_nobody_takes_is_journalled_late_reply_failed(tmp_path, fake, monkeypatch):
+    from app import tasks
+
+    monkeypatch.setattr(tasks, "HOLD_FOR", 0.5)
+    app = make_app(
+        tmp_path,
+        WECHAT_PLUGINS="tests.plugins.slow",
+        WECHAT_LATE_REPLY="customer_service",
+        WECHAT_API_BASE_URL=fake.base_url,
+        WECHAT_APP_ID=fake.app_id,
+        WECHAT_APP_SECRET=fake.app_secret,
+    )
+    fake.fail("message/custom/send", 48001)  # no permission: held instead
+    push = text_push("handoff nothing", from_user="o_gone")
+    PushClient(app).post(push)
+    store = app.extensions["wechat"].store
+    from app.messages import parse
+
+    key = parse(push).dedup_key
+    wait_for(lambda: store.get_push(key).status == "late_reply_failed", 5)
+    assert store.take_held_reply("o_gone") is None

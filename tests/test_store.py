@@ -311,3 +311,15 @@ def test_jobs_are_listed_by_the_send_time_even_when_the_finish_came_first(store)
     store.save_job(Job(msg_id="2", kind="mass", created_at=200.0))
     store.save_job(Job(msg_id="3", kind="mass", created_at=300.0))
     assert [(job.msg_id, job.created_at) for job in store.list_jobs()] == [("3", 300.0), ("2", 200.0), ("1", 100.0)]
+
+
+def test_expired_holds_name_their_pushes_once(store):
+    claim(store, "msg:42")
+    store.hold_reply("o_fan", b"<xml>late</xml>", 0.2, push="msg:42")
+    store.hold_reply("o_fan", b"<xml>later</xml>", 60, push="msg:43")
+    assert store.expired_holds(time.time(), 10) == []
+    time.sleep(0.3)
+    assert store.expired_holds(time.time(), 10) == ["msg:42"]
+    assert store.expired_holds(time.time(), 10) == [], "each expiry is reported once"
+    assert store.take_held_reply("o_fan") == b"<xml>later</xml>"
+    assert store.expired_holds(time.time() + 120, 10) == [], "a reply taken in time never expires"

@@ -100,11 +100,18 @@ class Store(Protocol):
         """Overwrite the status of a push (a stopped worker's unfinished run), and end its lease."""
 
     # --- held replies -----------------------------------------------------------
-    def hold_reply(self, openid: str, reply: bytes, ttl: float) -> None:
-        """Keep ``reply`` for ``openid``, after the ones already held."""
+    def hold_reply(self, openid: str, reply: bytes, ttl: float, push: str = "") -> None:
+        """Keep ``reply`` for ``openid``, after the ones already held.
+
+        ``push`` is the key of the push the reply belongs to: its journal record is kept
+        at least as long as the hold, so that an expired hold can be recorded on it.
+        """
 
     def take_held_reply(self, openid: str) -> bytes | None:
         """Remove and return the oldest live reply held for ``openid``."""
+
+    def expired_holds(self, now: float, limit: int) -> list[str]:
+        """Remove held replies whose time ran out before the follower wrote; their pushes' keys."""
 
     # --- values ---------------------------------------------------------------
     def get_value(self, key: str) -> str | None:

@@ -14,6 +14,7 @@ on the request path a hung Redis must cost one short timeout, not ten long ones.
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -27,6 +28,8 @@ from .base import ABANDONED, MAX_ATTEMPTS, RUNNING, UNFINISHED, Claim, PushRecor
 
 PREFIX = "wechat:"
 RUNNING_SET = PREFIX + "running"
+HELD_EXPIRY = PREFIX + "held-expiry"  # every held reply, by when its hold ends
+HOLD_MARGIN = 3600.0  # a push outlives its held reply by this much, to record what became of it
 PUSH_INDEX = PREFIX + "pushes"
 # The push hashes expire on their own; their index keeps the newest ones only.  Members whose hash
 # expired are dropped when a listing reads them.
@@ -133,15 +136,28 @@ end
 return 1
 """
 
-# KEYS[1]=held list; ARGV[1]=now.  The oldest live reply, dropping expired ones on the way.
+# KEYS[1]=held list, KEYS[2]=expiry set; ARGV[1]=now.  The oldest live reply, dropping expired ones.
+# An item is its member in the expiry set, "EXPIRES US OPENID US PUSH US NONCE" (US: the unit separator,
+# which no openid or push key holds), then the record separator RS, then the reply.
 _TAKE_HELD = """
 while true do
   local item = redis.call('LPOP', KEYS[1])
   if not item then return false end
-  local cut = string.find(item, ' ', 1, true)
-  if tonumber(string.sub(item, 1, cut - 1)) > tonumber(ARGV[1]) then return string.sub(item, cut + 1) end
+  local cut = string.find(item, '\\30', 1, true)
+  local member = string.sub(item, 1, cut - 1)
+  local removed = redis.call('ZREM', KEYS[2], member)
+  local expires = tonumber(string.sub(member, 1, string.find(member, '\\31', 1, true) - 1))
+  if removed == 1 and expires > tonumber(ARGV[1]) then return string.sub(item, cut + 1) end
 end
 """
+
+# KEYS[1]=expiry set; ARGV: now, limit.  Removes the expired members and returns them.
+_EXPIRED_HOLDS = """
+local members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, member in ipairs(members) do redis.call('ZREM', KEYS[1], member) end
+return members
+"""
+
 
 # KEYS[1]=key; ARGV[1]=expected value.  1 if deleted.
 _DELETE_IF = """
@@ -186,6 +202,7 @@ class RedisStore:
         self._abandon = self.redis.register_script(_ABANDON)
         self._forget = self.redis.register_script(_FORGET)
         self._take_held = self.redis.register_script(_TAKE_HELD)
+        self._expired_holds = self.redis.register_script(_EXPIRED_HOLDS)
         self._delete_if = self.redis.register_script(_DELETE_IF)
         self._upsert_job = self.redis.register_script(_UPSERT_JOB)
         self._probe: tuple[float, redis.ConnectionPool] | None = None
@@ -276,15 +293,25 @@ class RedisStore:
 
     # --- held replies -----------------------------------------------------------
 
-    def hold_reply(self, openid: str, reply: bytes, ttl: float) -> None:
+    def hold_reply(self, openid: str, reply: bytes, ttl: float, push: str = "") -> None:
+        expires_at = time.time() + ttl
+        member = "\x1f".join((f"{expires_at:.6f}", openid, push, secrets.token_hex(4)))
         name = PREFIX + "held:" + openid
         pipe = self.redis.pipeline()
-        pipe.rpush(name, b"%f " % (time.time() + ttl) + reply)
+        pipe.rpush(name, member.encode() + b"\x1e" + reply)
         pipe.expire(name, int(ttl) + 1)
+        pipe.zadd(HELD_EXPIRY, {member: expires_at})
+        if push:  # the journal record outlives the hold, to record what became of it
+            pipe.expire(PREFIX + "push:" + push, int(ttl + HOLD_MARGIN), gt=True)
         pipe.execute()
 
     def take_held_reply(self, openid: str) -> bytes | None:
-        return self._take_held(keys=[PREFIX + "held:" + openid], args=[time.time()]) or None
+        return self._take_held(keys=[PREFIX + "held:" + openid, HELD_EXPIRY], args=[time.time()]) or None
+
+    def expired_holds(self, now: float, limit: int) -> list[str]:
+        members = self._expired_holds(keys=[HELD_EXPIRY], args=[now, limit])
+        pushes = [member.decode().split("\x1f")[2] for member in members]
+        return [push for push in pushes if push]
 
     # --- values ---------------------------------------------------------------
 

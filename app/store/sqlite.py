@@ -33,9 +33,11 @@ CREATE TABLE IF NOT EXISTS held (
     id INTEGER PRIMARY KEY,
     openid TEXT NOT NULL,
     reply BLOB NOT NULL,
-    expires_at REAL NOT NULL
+    expires_at REAL NOT NULL,
+    push TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS held_by_openid ON held (openid, id);
+CREATE INDEX IF NOT EXISTS held_by_expiry ON held (expires_at);
 CREATE TABLE IF NOT EXISTS kv (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL,
@@ -68,6 +70,7 @@ LEASE_COLUMNS = {
 LIVE_INDEX = (
     f"CREATE INDEX IF NOT EXISTS pushes_live ON pushes (lease_until) WHERE status IN ('{RUNNING}', '{UNFINISHED}')"
 )
+HOLD_MARGIN = 3600.0  # a push outlives its held reply by this much, to record what became of it
 _RECORD = "key, kind, status, reply, received_at, deliveries, attempts, lease_until, late"
 
 # Expired pushes are swept every SWEEP_EVERY claims, looking at the SWEEP_OLDEST oldest rows
@@ -239,10 +242,17 @@ class SQLiteStore:
 
     # --- held replies -----------------------------------------------------------
 
-    def hold_reply(self, openid: str, reply: bytes, ttl: float) -> None:
-        self.db.execute(
-            "INSERT INTO held (openid, reply, expires_at) VALUES (?, ?, ?)", (openid, reply, time.time() + ttl)
-        )
+    def hold_reply(self, openid: str, reply: bytes, ttl: float, push: str = "") -> None:
+        expires_at = time.time() + ttl
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO held (openid, reply, expires_at, push) VALUES (?, ?, ?, ?)",
+                (openid, reply, expires_at, push),
+            )
+            if push:
+                db.execute(
+                    "UPDATE pushes SET expires_at = max(expires_at, ?) WHERE key = ?", (expires_at + HOLD_MARGIN, push)
+                )
 
     def take_held_reply(self, openid: str) -> bytes | None:
         now = time.time()
@@ -257,6 +267,13 @@ class SQLiteStore:
 
     def count_pushes(self) -> int:
         return self.db.execute("SELECT count(*) FROM pushes").fetchone()[0]
+
+    def expired_holds(self, now: float, limit: int) -> list[str]:
+        rows = self.db.execute(
+            "DELETE FROM held WHERE id IN (SELECT id FROM held WHERE expires_at <= ? LIMIT ?) RETURNING push",
+            (now, limit),
+        ).fetchall()
+        return [row[0] for row in rows if row[0]]
 
     # --- values ---------------------------------------------------------------
 
