@@ -90,5 +90,3 @@ def read_body(environ: dict, limit: int) -> bytes:
     if len(body) > limit:
         raise Refusal(413, f"body exceeds WECHAT_MAX_BODY_BYTES ({limit})")
     return body
-
-

@@ -37,4 +37,3 @@ class Throttle:
             message += f" (and {held} more like it in the last {self.interval:g}s)"
         logger.log(level, message, *args)
         return True
-

@@ -39,7 +39,7 @@ from .reply_policy import parts, reply_xml, restamped
 from .runs import LEASE, Run, Runner
 from .settings import RETRY, RQ, Settings
 from .store import Store
-from .store.base import ANSWERED, FAILED, LATE_REPLY_FAILED, RUNNING, PushRecord
+from .store.base import ANSWERED, HANDLER_FAILED, LATE_REPLY_FAILED, RUNNING, PushRecord
 from .tasks import CUSTOMER_SERVICE as BY_API
 from .tasks import HOLD, EmbeddedQueue, Handing, RQQueue, Task
 from .verify import CallbackQuery, Refusal, authenticate, check_mode, read_query
@@ -71,7 +71,7 @@ class Handled:
 
     reply: Reply | None  # the whole reply
     reply_xml: bytes | None  # the passive reply: the reply, or its first part
-    status: str  # ANSWERED, or FAILED when a receiver raised or the reply would not render
+    status: str  # ANSWERED, or HANDLER_FAILED when a receiver raised or the reply would not render
     rest: list[Reply] = field(default_factory=list)  # the parts of a long text after the first
     handoffs: list[Task] = field(default_factory=list)
 
@@ -128,7 +128,7 @@ class Pipeline:
         if self.allowlist is not None and not self.allowlist.permits(delivery.caller):
             raise Refusal(403, "caller is not in WECHAT_ALLOWED_IPS", str(delivery.caller))
         query = read_query(delivery.query_string)
-        authenticate(query, settings.token, settings.timestamp_tolerance, time.time())
+        authenticate(query, settings.signing_token, settings.timestamp_tolerance, time.time())
         if delivery.method in ("GET", "HEAD"):
             if query.echostr is None:
                 raise Refusal(400, "verification request lacks echostr")
@@ -144,7 +144,7 @@ class Pipeline:
             raise Refusal(400, "body is not a push", str(exc)[:200]) from None
         answer = self.answer_push(push, xml, delivery.arrived)
         if answer.status == 200 and answer.body != SUCCESS and not answer.release and query.encrypted:
-            answer.body = crypto.seal(self.envelope, settings.token, answer.body)
+            answer.body = crypto.seal(self.envelope, settings.signing_token, answer.body)
         return answer
 
     def _refuse(self, delivery: Delivery, refusal: Refusal) -> Answer:
@@ -183,7 +183,9 @@ class Pipeline:
             raise Refusal(403, "encrypted push lacks Encrypt, so nothing in it is authenticated")
         encrypted = encrypted.strip()
         try:
-            crypto.check_signature(query.msg_signature, self.settings.token, query.timestamp, query.nonce, encrypted)
+            crypto.check_signature(
+                query.msg_signature, self.settings.signing_token, query.timestamp, query.nonce, encrypted
+            )
             return self.envelope.decrypt(encrypted)
         except crypto.SignatureError:
             raise Refusal(403, "msg_signature does not match") from None
@@ -299,7 +301,7 @@ class Pipeline:
             outcome = dispatch(push, self.plugins, client=self.client, store=self.store)
         finally:
             tasks.current.reset(token)
-        handled = Handled(outcome.reply, None, FAILED if outcome.failures else ANSWERED, handoffs=handing.tasks)
+        handled = Handled(outcome.reply, None, HANDLER_FAILED if outcome.failures else ANSWERED, handoffs=handing.tasks)
         if outcome.failures:
             self.metrics.handler_failures.inc(outcome.failures)
         if outcome.reply is not None:
@@ -308,7 +310,7 @@ class Pipeline:
                 handled.reply_xml = reply_xml(push, first, time.time())
             except Exception:
                 log.exception("reply to %s could not be rendered", push.dedup_key)
-                handled.status = FAILED
+                handled.status = HANDLER_FAILED
         return handled
 
     def _run(self, run: Run) -> None:

@@ -116,7 +116,7 @@ def setting(variable: str, read: Callable[[str], Any] = _text, default: Any = No
 
 @dataclass(frozen=True)
 class Settings:
-    token: str = setting("WECHAT_TOKEN")  # the token that signs callbacks, from the console; required
+    signing_token: str = setting("WECHAT_TOKEN")  # the console's Token, which signs callbacks; required
     app_id: str | None = setting("WECHAT_APP_ID")
     app_secret: str | None = setting("WECHAT_APP_SECRET")
     encoding_aes_key: str | None = setting("WECHAT_ENCODING_AES_KEY", _aes_key)
@@ -182,7 +182,7 @@ def load_settings(
         except ValueError as exc:
             raise SettingsError(f"{variable} {exc}") from None
 
-    if not values.get("token"):
+    if not values.get("signing_token"):
         raise SettingsError("WECHAT_TOKEN is required: set it to the token of the official-account console")
     values.setdefault("store_url", store.store_url(os.path.join(instance_path, "wechat.sqlite3")))
     values.setdefault("message_mode", SAFE if values.get("encoding_aes_key") else PLAINTEXT)

@@ -10,11 +10,11 @@ from typing import Any
 from flask import Flask
 
 from app import create_app
+from app.access_token import CACHE_KEY
 from app.client import WeChatClient
 from app.settings import Settings
 from app.store.sqlite import SQLiteStore
 from app.testing.fakeapi import FakeWeChatAPI
-from app.token import CACHE_KEY
 
 CALLBACK_TOKEN = "callback-token"
 
@@ -50,7 +50,7 @@ def age_cached_token(client: WeChatClient, seconds_left: float, fetched_ago: flo
 def send_from_worker(db_path: str, base_url: str, app_id: str, app_secret: str, openid: str, barrier: Any) -> None:
     """Run in a spawned process: its own client on the shared SQLite file sends one text at the barrier."""
     settings = Settings(
-        token=CALLBACK_TOKEN,
+        signing_token=CALLBACK_TOKEN,
         app_id=app_id,
         app_secret=app_secret,
         api_base_url=base_url,

@@ -9,7 +9,7 @@ import pytest
 
 from app.messages import parse
 from app.signals import message_received
-from app.store.base import ANSWERED, FAILED, RUNNING
+from app.store.base import ANSWERED, HANDLER_FAILED, RUNNING
 from app.testing import PushClient, text_push
 from tests import api_fixtures, conftest
 
@@ -59,7 +59,7 @@ def failed(result) -> list[str]:
 def test_list_shows_a_table_newest_first_and_filters_by_status(app):
     first, second, third = post(app, "one"), post(app, "two"), post(app, "three")
     store = app.extensions["wechat"].store
-    store.set_push_status(second, FAILED)
+    store.set_push_status(second, HANDLER_FAILED)
     late = parse(text_push("slow", from_user=FOLLOWER))
     store.claim_push(late.dedup_key, "text", b"<xml/>", 60, "w1", 60.0)
     store.mark_late(late.dedup_key, "hint")
@@ -71,7 +71,7 @@ def test_list_shows_a_table_newest_first_and_filters_by_status(app):
     assert [row[0] for row in rows] == [late.dedup_key, third, second, first]
     assert rows[0][1:3] == ["text", RUNNING] and rows[0][-1] == "hint"
     assert rows[1][1:] == ["text", ANSWERED, rows[1][3], "1", "1"], "no late mark: the column is empty"
-    assert rows[2][2] == FAILED
+    assert rows[2][2] == HANDLER_FAILED
     received = datetime.fromisoformat(rows[1][3])
     assert received.tzinfo is not None and abs(received.timestamp() - time.time()) < 60
 

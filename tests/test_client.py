@@ -17,6 +17,7 @@ import pytest
 
 import app.client.base as client_base
 from app import jobs
+from app.access_token import CACHE_KEY, TokenCache
 from app.errors import (
     InvalidOpenId,
     NotSubscribed,
@@ -30,7 +31,6 @@ from app.errors import (
 from app.store.sqlite import SQLiteStore
 from app.testing import PushClient, event_push
 from app.testing.fakeapi import FakeWeChatAPI
-from app.token import CACHE_KEY, TokenCache
 from tests.api_fixtures import age_cached_token, make_app, send_from_worker
 
 SEND = "/cgi-bin/message/custom/send"

@@ -28,9 +28,9 @@ def test_defaults_when_only_the_token_is_set(tmp_path):
 
 def test_config_overrides_environment():
     settings = load_settings({"WECHAT_TOKEN": "from-config"}, environ={"WECHAT_TOKEN": "from-env"})
-    assert settings.token == "from-config"
+    assert settings.signing_token == "from-config"
     settings = load_settings({}, environ={"WECHAT_TOKEN": "from-env", "WECHAT_PLUGINS": "a.b, c ,"})
-    assert settings.token == "from-env"
+    assert settings.signing_token == "from-env"
     assert settings.plugins == ("a.b", "c")
 
 

@@ -9,7 +9,7 @@ import pytest
 from app.jobs import FAILED, SUBMITTED, SUCCEEDED, Job
 from app.store import open_store
 from app.store.base import ABANDONED, ANSWERED, RUNNING, UNFINISHED
-from app.store.base import FAILED as PUSH_FAILED
+from app.store.base import HANDLER_FAILED as PUSH_FAILED
 from app.testing import PushClient, text_push
 from tests.conftest import make_app
 

@@ -44,7 +44,7 @@ def test_a_template_finish_event_is_tracked_without_any_plugin(tmp_path):
 @pytest.fixture
 def settings(tmp_path, fake):
     return Settings(
-        token="t",
+        signing_token="t",
         app_id=fake.app_id,
         app_secret=fake.app_secret,
         api_base_url=fake.base_url,

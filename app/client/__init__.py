@@ -3,7 +3,7 @@
 One ``requests.Session`` per client (connections are reused), a timeout on every
 call, JSON sent as UTF-8 without ``\\u`` escapes (WeChat shows escapes literally),
 and every failure raised as a :class:`app.errors.WeChatError`.  The access token
-comes from :class:`app.token.TokenCache` and never appears in a log line or an
+comes from :class:`app.access_token.TokenCache` and never appears in a log line or an
 error message.  The client writes nothing but that cache: it reports each mass and
 template send WeChat accepts to its ``on_send`` hook.
 

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 import requests
 import requests.adapters
 
+from ..access_token import TokenCache
 from ..errors import SystemBusy, TokenInvalid, TransportError, WeChatError, error_for
 from ..jobs import Job
 from ..settings import Settings
-from ..token import TokenCache
 
 if TYPE_CHECKING:
     from ..store import Store

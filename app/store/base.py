@@ -19,9 +19,10 @@ from ..jobs import Job
 # A push's status in the journal.  ``running``: its handlers are running (or their worker died
 # and the lease lapsed); the others are final, but for ``unfinished`` (the worker stopped before
 # the run ended), which may be run again like a lapsed run.
-RUNNING, ANSWERED, FAILED = "running", "answered", "failed"
+RUNNING, ANSWERED, HANDLER_FAILED = "running", "answered", "failed"  # failed: a receiver raised
 ABANDONED, UNFINISHED, LATE_REPLY_FAILED = "abandoned", "unfinished", "late_reply_failed"
 RECEIVED = "received"  # journals written before leases existed
+PUSH_STATUSES = (HANDLER_FAILED, ABANDONED, UNFINISHED, LATE_REPLY_FAILED, ANSWERED, RUNNING)
 MAX_ATTEMPTS = 2  # a push's handlers run at most twice: once, and once more if that run died
 
 

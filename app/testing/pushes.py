@@ -133,7 +133,7 @@ class PushClient:
         self.client = app.test_client()
 
     def post(self, xml: bytes, **query_options: object) -> CallbackAnswer:
-        token = self.state.settings.token
+        token = self.state.settings.signing_token
         query = signed_query(token, **query_options)
         body = xml
         if self.safe_mode:
