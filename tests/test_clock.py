@@ -253,3 +253,21 @@ def test_sigterm_lets_a_held_delivery_go_at_once_and_the_run_finishes(tmp_path):
         assert near(second.answered_at, 4.0)
         assert second.content == "drained"
         assert len(runs(server.runs_file)) == 1
+
+
+def test_a_run_still_going_at_shutdown_is_journalled_unfinished_not_dropped(tmp_path):
+    """The graceful timeout (3 s here) ends before the handler (6 s): the journal says so."""
+    import sqlite3
+
+    with served(tmp_path, GUNICORN_GRACEFUL_TIMEOUT="3") as server:
+        wechat = WeChat(server.base_url)
+        pusher = threading.Thread(target=wechat.push, args=(text_push("sleep 6 cut short"), 1), daemon=True)
+        pusher.start()
+        wait_for(lambda: runs(server.runs_file), 5)
+        pid = runs(server.runs_file)[0][0]
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text(), 5)
+        pusher.join(10)
+        with sqlite3.connect(tmp_path / "served.sqlite3") as db:
+            [(status,)] = db.execute("SELECT status FROM pushes").fetchall()
+        assert status == "unfinished"
