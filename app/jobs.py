@@ -34,7 +34,10 @@ class Job:
 
 
 def status_of(finish_status: str | None) -> str:
-    """``succeeded`` for WeChat's ``send success`` / ``success``; ``failed`` otherwise."""
+    """``succeeded`` for WeChat's ``send success``, ``sendsuccess`` or ``success``; ``failed`` otherwise.
+
+    The Send Message API page's own MASSSENDJOBFINISH example says ``sendsuccess``.
+    """
     if finish_status is None:
         return SUBMITTED
-    return SUCCEEDED if finish_status.strip().lower() in ("send success", "success") else FAILED
+    return SUCCEEDED if finish_status.strip().lower() in ("send success", "sendsuccess", "success") else FAILED

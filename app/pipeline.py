@@ -221,7 +221,7 @@ class Pipeline:
                 held = self.late.take_held(push.from_user)
                 if held is not None:
                     self._finish(key, ANSWERED, held)
-                    return self._reply(restamped(held, time.time()))
+                    return self._reply(held)
             run = self.runner.start(key, push)
         elif record.status != RUNNING:
             log.info("repeated push %s answered from its first run", key)
@@ -281,9 +281,10 @@ class Pipeline:
             time.sleep(min(remaining, POLL))
 
     def _reply(self, reply: bytes | None) -> Answer:
+        """The answer carrying ``reply``, its ``CreateTime`` the time it is sent (a repeat's may be older)."""
         if reply is None:
             return Answer(200, SUCCESS)
-        return Answer(200, reply, content_type="application/xml")
+        return Answer(200, restamped(reply, time.time()), content_type="application/xml")
 
     # --- the run, in the pool ---------------------------------------------------
 

@@ -357,10 +357,10 @@ def test_jobs_follow_each_send_to_its_finish_push(app, fake, wechat, write):
 
     rows = {int(line.split("\t")[0]): line.split("\t") for line in succeeded(wechat("jobs")).splitlines()}
     assert {msg_id: row[1:3] + row[4:] for msg_id, row in rows.items()} == {
-        mass_ok: ["mass", "tag:2", "succeeded", "total=120 filter=118 sent=117 error=1"],
-        mass_err: ["mass", "all", "err(20013)", "total=5 filter=5 sent=0 error=5"],
-        template_ok: ["template", f"openid:{ALICE}", "succeeded"],
-        template_blocked: ["template", f"openid:{BOB}", "failed:user block"],
+        mass_ok: ["mass", "tag:2", "succeeded  send success", "total=120 filter=118 sent=117 error=1"],
+        mass_err: ["mass", "all", "failed  err(20013)", "total=5 filter=5 sent=0 error=5"],
+        template_ok: ["template", f"openid:{ALICE}", "succeeded  success"],
+        template_blocked: ["template", f"openid:{BOB}", "failed  failed:user block"],
         pending: ["mass", "openids:2", "submitted"],
     }
     for row in rows.values():

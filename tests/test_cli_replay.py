@@ -52,3 +52,23 @@ def test_replay_reports_a_refusal_with_a_non_zero_exit(tmp_path):
     result = app.test_cli_runner().invoke(args=["wechat", "replay", str(bad)])
     assert result.exit_code != 0
     assert "400" in result.output
+
+
+def test_replay_in_safe_mode_encrypts_without_being_asked(tmp_path):
+    """Safe mode refuses plaintext, so replay encrypts the push as WeChat would."""
+    app = make_app(tmp_path, WECHAT_MESSAGE_MODE="safe")
+    result = app.test_cli_runner().invoke(args=["wechat", "replay", str(FIXTURES / "text.xml")])
+    assert result.exit_code == 0, result.output
+    assert etree.fromstring(result.output.strip().encode()).findtext("MsgType") == "text"
+
+
+def test_a_repeat_answered_from_the_journal_carries_the_time_it_is_sent(tmp_path):
+    import time
+
+    from app.testing import PushClient, text_push
+
+    app = make_app(tmp_path)
+    client, xml = PushClient(app), text_push("again")
+    first = int(client.post(xml).field("CreateTime"))
+    time.sleep(1.1)
+    assert int(client.post(xml).field("CreateTime")) > first

@@ -89,3 +89,21 @@ def test_the_apps_client_records_its_sends_in_the_apps_store(tmp_path, fake):
     app = make_api_app(tmp_path, fake)
     msg_id = app.extensions["wechat"].client.mass_send_to_all("text", "hello")
     assert app.extensions["wechat"].store.get_job(jobs.MASS, str(msg_id)).target == "all"
+
+
+@pytest.mark.parametrize(
+    ("status", "word"),
+    [
+        ("send success", "succeeded"),
+        ("sendsuccess", "succeeded"),  # the Send Message API page's own example
+        ("success", "succeeded"),
+        ("send fail", "failed"),
+        ("err(30003)", "failed"),
+        ("failed:user block", "failed"),
+    ],
+)
+def test_a_finish_status_is_one_of_three_words(status, word):
+    from app.jobs import status_of
+
+    assert status_of(status) == word
+    assert status_of(None) == "submitted"

@@ -9,6 +9,7 @@ import click
 import requests
 from flask.cli import with_appcontext
 
+from ..settings import SAFE
 from ..state import get_state
 from ..testing import encrypt_push, open_reply, signed_query
 
@@ -21,8 +22,12 @@ from ..testing import encrypt_push, open_reply, signed_query
 @click.option("--encrypt", is_flag=True, help="Send in safe mode (needs WECHAT_ENCODING_AES_KEY and WECHAT_APP_ID).")
 @with_appcontext
 def replay(file: str, url: str | None, encrypt: bool) -> None:
-    """Sign (and encrypt) a recorded push, post it as WeChat would, and print the reply."""
+    """Sign (and encrypt) a recorded push, post it as WeChat would, and print the reply.
+
+    In safe mode (WECHAT_MESSAGE_MODE=safe) the push is always encrypted, as WeChat's would be.
+    """
     state = get_state()
+    encrypt = encrypt or state.settings.message_mode == SAFE
     xml = Path(file).read_bytes()
     token = state.settings.signing_token
     query = signed_query(token)

@@ -26,7 +26,7 @@ def list_jobs(status: str | None, limit: int) -> None:
         click.echo("no jobs" + (f" with status {status}" if status else ""))
         return
     for job in rows:
-        shown = job.finish_status if job.status == jobs.FAILED and job.finish_status else job.status
+        shown = f"{job.status}  {job.finish_status}" if job.finish_status else job.status  # the word, then WeChat's
         counts = " ".join(
             f"{name}={job.counts[name]}" for name in ("total", "filter", "sent", "error") if name in job.counts
         )
