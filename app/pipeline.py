@@ -272,13 +272,19 @@ class Pipeline:
                 record = self.guard.call("get_push", self.store.get_push, key)
             except StoreSkipped:
                 return False, None
-            if record is None or record.status != RUNNING:
-                return True, None if record is None else record.reply
-            if record.lease_until < time.time() and self.store.take_over(key, self.runner.owner_id(), LEASE):
-                log.warning("push %s: its run stopped renewing its lease; running its handlers again", key)
+            if record is not None and record.can_take_over(time.time()) and self._take_over(key):
+                log.warning("push %s: its run was lost (%s); running its handlers again", key, record.status)
                 run = self.runner.start(key, push)
                 continue
+            if record is None or record.status != RUNNING:
+                return True, None if record is None else record.reply
             time.sleep(min(remaining, POLL))
+
+    def _take_over(self, key: str) -> bool:
+        try:
+            return self.guard.call("take_over", self.store.take_over, key, self.runner.owner_id(), LEASE)
+        except StoreSkipped:
+            return False
 
     def _reply(self, reply: bytes | None) -> Answer:
         """The answer carrying ``reply``, its ``CreateTime`` the time it is sent (a repeat's may be older)."""
@@ -358,7 +364,7 @@ class Pipeline:
             self.store.set_push_status(key, LATE_REPLY_FAILED)
 
     def _rerun(self, record: PushRecord) -> None:
-        if record.body is None or not self.store.take_over(record.key, self.runner.owner_id(), LEASE):
+        if record.body is None or not self._take_over(record.key):
             return
         log.warning("push %s: its run died; running its handlers again", record.key)
         self.runner.start(record.key, parse_push(parse_xml(record.body)))
