@@ -2,13 +2,18 @@
 
 Each library goes through its own API, on the same pushes, median of RUNS runs:
 
-* project: the functions ``app.callback`` calls, in its order (``crypto.check_signature``,
-  the ``Encrypt`` check and ``AESEnvelope.decrypt``, ``messages.parse_push``,
-  ``dispatch.dispatch`` to the echo plugin, ``replies.render``, ``crypto.seal``); the row
-  "project + dedup journal" adds the store as ``callback.journal`` / ``callback.answer`` do;
+* project: the one request path the server uses, ``Pipeline.handle(Delivery)`` of an app
+  built by ``app.create_app`` (echo plugin, a fresh SQLite store in a temp dir for each run,
+  ``WECHAT_MESSAGE_MODE=compatible``): query and signature checks, decrypt, parse, the
+  journal's claim, the handlers in the app's pool while the delivery waits, the outcome
+  journalled, the reply sealed.  It is handed the raw query string (``read_query`` is part of
+  its path); the peers get the query already parsed into a dict;
 * WeRoBot: ``check_signature``, ``parse_message``, ``get_encrypted_reply``;
 * wechatpy: ``utils.check_signature``, ``WeChatCrypto.decrypt_message``, ``parse_message``,
   ``create_reply(...).render()``, ``WeChatCrypto.encrypt_message``.
+
+A timed run of the project ends when its pool has finished journalling the last push's
+outcome (``finish_push`` runs in the pool thread after the delivery has its answer).
 
 Also: the parse alone of a MASSSENDJOBFINISH push with copyright-check results, and the
 scale check: the project's per-push cost with the dedup store holding 1 and 1,000,000 keys.
@@ -19,7 +24,6 @@ scale check: the project's per-push cost with the dedup store holding 1 and 1,00
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import gc
 import json
 import os
@@ -53,58 +57,58 @@ def query_of(push: pushes.Push) -> dict[str, str]:
     return dict(parse_qsl(urlsplit(push.target).query))
 
 
+def query_string_of(push: pushes.Push) -> str:
+    return urlsplit(push.target).query
+
+
 # --- the project ------------------------------------------------------------------
 
 
 def project_app(store_path: str):
+    """The project's app as the server builds it: pushes.py's token, appid, AES key and mode,
+    the echo plugin, a SQLite store at ``store_path``."""
     from app import create_app
 
-    return create_app({
-        "WECHAT_TOKEN": TOKEN, "WECHAT_APP_ID": APP_ID, "WECHAT_ENCODING_AES_KEY": AES_KEY,
-        "WECHAT_PLUGINS": "app.plugins.echo", "WECHAT_STORE_URL": f"sqlite:///{store_path}",
-    })
+    return create_app({**pushes.ENV, "WECHAT_PLUGINS": "app.plugins.echo", "WECHAT_STORE_URL": f"sqlite:///{store_path}"})
 
 
-def project_handler(state, journal: bool):
-    """One push through the project's request path, as app.callback runs it, minus Flask."""
-    from app import callback, crypto
-    from app.dispatch import dispatch
-    from app.messages import Event, parse_push
-    from app.replies import MAX_ARTICLES_FOR_EVENT, MAX_ARTICLES_FOR_MESSAGE, render
-    from app.xmlsafe import parse_xml
+def project_handler(app):
+    """One push through ``Pipeline.handle``, the path every delivery to the server takes."""
+    from app import get_state
+    from app.pipeline import Delivery
 
-    settings = state.settings
-    token, tolerance, envelope = settings.token, settings.timestamp_tolerance, state.envelope
+    pipeline = get_state(app).pipeline
 
-    def handle(query: dict[str, str], body: bytes) -> bytes:
-        timestamp, nonce = query["timestamp"], query["nonce"]
-        # verify (callback.verify)
-        if abs(time.time() - int(timestamp)) > tolerance:
-            raise ValueError("stale timestamp")
-        crypto.check_signature(query["signature"], token, timestamp, nonce)
-        safe = query.get("encrypt_type", "").lower() == "aes"
-        # decrypt (callback.decrypt)
-        if safe:
-            encrypted = parse_xml(body).findtext("Encrypt").strip()
-            crypto.check_signature(query["msg_signature"], token, timestamp, nonce, encrypted)
-            body = envelope.decrypt(encrypted)
-        # parse
-        push = parse_push(parse_xml(body))
-        if journal:
-            # dedup + journal + dispatch + reply + finish (callback.handle_push)
-            key = push.dedup_key
-            if not callback.journal(state, key, push.msg_type, body):
-                raise ValueError(f"push {key} was deduplicated")
-            reply_xml = callback.answer(state, key, push)
-        else:
-            outcome = dispatch(push, state.plugins, client=state.client, store=state.store)
-            limit = MAX_ARTICLES_FOR_EVENT if isinstance(push, Event) else MAX_ARTICLES_FOR_MESSAGE
-            reply_xml = render(outcome.reply, push.from_user, push.to_user, int(time.time()), limit)
-        if safe:
-            reply_xml = crypto.seal(envelope, token, reply_xml)
-        return reply_xml
+    def handle(query_string: str, body: bytes) -> bytes:
+        answer = pipeline.handle(Delivery(method="POST", query_string=query_string, read_body=lambda limit: body))
+        if answer.status != 200 or answer.release:
+            raise ValueError(f"pipeline answered {answer.status}{' (released)' if answer.release else ''}: "
+                             f"{answer.body[:200]!r}")
+        return answer.body
 
+    handle.pipeline = pipeline
     return handle
+
+
+def settle(pipeline, limit: float = 10.0) -> None:
+    """Wait until ``pipeline``'s pool has no run left (the last ``finish_push`` is done); bounded."""
+    deadline = time.monotonic() + limit
+    while pipeline.runner.live_keys():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"runs still going after {limit}s: {pipeline.runner.live_keys()[:5]}")
+        time.sleep(0.0002)
+
+
+def close_app(app) -> None:
+    """Let an app built for one run go: its store's connection on this thread, its pool threads."""
+    from app import get_state
+
+    state = get_state(app)
+    settle(state.pipeline)
+    state.store.close()
+    pool = getattr(state.pipeline.runner, "_pool", None)
+    if pool is not None:
+        pool.shutdown(wait=True)
 
 
 # --- WeRoBot ----------------------------------------------------------------------
@@ -156,21 +160,63 @@ def wechatpy_handler(safe: bool):
 # --- measuring --------------------------------------------------------------------
 
 
-def timed(fn, items) -> float:
-    """Seconds to run ``fn`` over ``items`` once, garbage collector as in production (on)."""
+def timed(fn, items, after=None) -> float:
+    """Seconds to run ``fn`` over ``items`` once (and ``after()``), garbage collector as in production (on)."""
     start = time.perf_counter()
     for item in items:
         fn(*item)
+    if after is not None:
+        after()
     return time.perf_counter() - start
 
 
-def throughput(name: str, handle, batch: list[pushes.Push], safe: bool, runs: int, before_run=None) -> dict:
-    items = [(query_of(p), p.body) for p in batch]
+def peer_args(push: pushes.Push) -> tuple:
+    return query_of(push), push.body
+
+
+def project_args(push: pushes.Push) -> tuple:
+    return query_string_of(push), push.body
+
+
+class ProjectRuns:
+    """The project for the throughput runs: every run journals the same pushes, so each run
+    gets an app of its own with a fresh store; a run ends once its pool is idle."""
+
+    def __init__(self, workdir: str, label: str) -> None:
+        self.workdir = workdir
+        self.label = label
+        self.count = 0
+        self.app = None
+        self.handle = None
+
+    def fresh(self) -> None:
+        if self.app is not None:
+            close_app(self.app)
+        self.count += 1
+        self.app = project_app(os.path.join(self.workdir, f"{self.label}-{self.count}.sqlite3"))
+        self.handle = project_handler(self.app)
+        self.handle.pipeline.runner.start_background()  # as a server worker does at boot
+
+    def __call__(self, query_string: str, body: bytes) -> bytes:
+        return self.handle(query_string, body)
+
+    def settle(self) -> None:
+        settle(self.handle.pipeline)
+
+    def close(self) -> None:
+        if self.app is not None:
+            close_app(self.app)
+            self.app = None
+
+
+def throughput(name: str, handle, batch: list[pushes.Push], safe: bool, runs: int, args=peer_args,
+               before_run=None, after_run=None) -> dict:
+    items = [args(p) for p in batch]
     # correctness first, on a few of the same pushes, checked independently
-    for push, (query, body) in list(zip(batch, items))[: 2 * len(pushes.TEXTS)]:
-        if before_run is not None and push is batch[0]:
-            before_run()
-        pushes.check_reply(name, safe, push, 200, handle(query, body))
+    if before_run is not None:
+        before_run()
+    for push, item in list(zip(batch, items))[: 2 * len(pushes.TEXTS)]:
+        pushes.check_reply(name, safe, push, 200, handle(*item))
     seconds = []
     for i in range(runs):
 
@@ -178,7 +224,7 @@ def throughput(name: str, handle, batch: list[pushes.Push], safe: bool, runs: in
             if before_run is not None:
                 before_run()
             gc.collect()
-            return timed(handle, items)
+            return timed(handle, items, after_run)
 
         seconds.append(quiet(f"{name} {'safe' if safe else 'plaintext'} #{i + 1}", one_run))
     per_s = [len(items) / s for s in seconds]
@@ -196,41 +242,16 @@ def bench_throughput(n: int, runs: int, workdir: str) -> dict:
         mode = "safe" if safe else "plaintext"
         batch = pushes.make_pushes(n, safe)
         rows = {}
-
-        app_state = _project_state(os.path.join(workdir, f"core-{mode}.sqlite3"))
-        rows["project"] = throughput("project", project_handler(app_state, journal=False), batch, safe, runs)
-
-        store_box = {}
-
-        def fresh_store(mode=mode, box=store_box):
-            # each run journals the same pushes, so each gets a store of its own
-            box["n"] = box.get("n", 0) + 1
-            state = _project_state(os.path.join(workdir, f"journal-{mode}-{box['n']}.sqlite3"))
-            box["handle"] = project_handler(state, journal=True)
-
-        fresh_store()
-        rows["project+journal"] = throughput(
-            "project", lambda q, b: store_box["handle"](q, b), batch, safe, runs, before_run=fresh_store
-        )
+        project = ProjectRuns(workdir, f"throughput-{mode}")
+        try:
+            rows["project"] = throughput("project", project, batch, safe, runs, args=project_args,
+                                         before_run=project.fresh, after_run=project.settle)
+        finally:
+            project.close()
         rows["werobot"] = throughput("werobot", werobot_handler(safe), batch, safe, runs)
         rows["wechatpy"] = throughput("wechatpy", wechatpy_handler(safe), batch, safe, runs)
         results[mode] = rows
     return results
-
-
-_APP = None
-
-
-def _project_state(store_path: str):
-    """A project AppState (built once) with a store of its own at ``store_path``."""
-    global _APP
-    from app import get_state
-    from app.store import open_store
-
-    if _APP is None:
-        _APP = project_app(store_path)
-    state = get_state(_APP)
-    return dataclasses.replace(state, store=open_store(f"sqlite:///{store_path}"))
 
 
 # --- parse alone ------------------------------------------------------------------
@@ -313,7 +334,7 @@ def fill_store(path: str, keys: int) -> float:
 
 
 def bench_scale(sizes: list[int], n: int, runs: int, workdir: str, paths: dict[int, str] | None = None) -> dict:
-    """Per-push cost of the project's path with the journal, for each store size.
+    """Per-push cost of ``Pipeline.handle`` (plaintext), for each store size.
 
     The sizes are interleaved run by run (1, big, 1, big, ...) so drift hits both alike.
     """
@@ -321,25 +342,33 @@ def bench_scale(sizes: list[int], n: int, runs: int, workdir: str, paths: dict[i
 
     results = {}
     handlers = {}
+    apps = []
     for size in sizes:
         path = (paths or {}).get(size) or os.path.join(workdir, f"scale-{size}.sqlite3")
         info = {"keys": size, "path": path}
         if not os.path.exists(path):
             info["fill_s"] = round(fill_store(path, size), 1)
-        state = _project_state(path)
         info["file_mb"] = round(os.path.getsize(path) / 2**20, 1)
-        handlers[size] = project_handler(state, journal=True)
+        app = project_app(path)
+        apps.append(app)
+        handlers[size] = project_handler(app)
+        handlers[size].pipeline.runner.start_background()
         results[size] = info
-    per_size: dict[int, list[float]] = {size: [] for size in sizes}
-    for i in range(runs):
-        for size in sizes:
+    try:
+        per_size: dict[int, list[float]] = {size: [] for size in sizes}
+        for i in range(runs):
+            for size in sizes:
 
-            def one_run(size=size):
-                batch = [(query_of(p), p.body) for p in pushes.make_pushes(n, False)]  # new MsgIds every run
-                gc.collect()
-                return timed(handlers[size], batch) / n * 1e6
+                def one_run(size=size):
+                    batch = [project_args(p) for p in pushes.make_pushes(n, False)]  # new MsgIds every run
+                    gc.collect()
+                    handle = handlers[size]
+                    return timed(handle, batch, lambda: settle(handle.pipeline)) / n * 1e6
 
-            per_size[size].append(quiet(f"scale {size} keys #{i + 1}", one_run))
+                per_size[size].append(quiet(f"scale {size} keys #{i + 1}", one_run))
+    finally:
+        for app in apps:
+            close_app(app)
     for size in sizes:
         us = per_size[size]
         results[size].update(runs_us=[round(x, 1) for x in us], median_us=round(statistics.median(us), 1))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -60,13 +61,21 @@ class Config:
     connections: int
 
 
+def conf_default(variable: str) -> str:
+    """The default gunicorn.conf.py gives ``variable`` (``os.environ.get("GUNICORN_X", "default")``), or "?"."""
+    with open(GUNICORN_CONF) as f:
+        found = re.search(rf"""os\.environ\.get\(["']{variable}["'],\s*["']([^"']*)["']\)""", f.read())
+    return found.group(1) if found else "?"
+
+
 CONFIGS = {
     "pinned": Config(
         "pinned", "1 sync worker pinned to CPU 0, wrk pinned to CPU 1",
         {"GUNICORN_WORKERS": "1", "GUNICORN_WORKER_CLASS": "sync"}, 1, "0", "1", 1, 4,
     ),
     "2w": Config(
-        "2w", "2 workers (gunicorn.conf.py's gthread, 4 threads), unpinned; wrk unpinned",
+        "2w", f"2 workers (gunicorn.conf.py's {conf_default('GUNICORN_WORKER_CLASS')}, "
+        f"{conf_default('GUNICORN_THREADS')} threads), unpinned; wrk unpinned",
         {"GUNICORN_WORKERS": "2"}, 2, None, None, 2, 16,
     ),
 }
@@ -79,8 +88,9 @@ def free_port() -> int:
 
 
 def clean_env() -> dict:
-    """The environment without any inherited GUNICORN_* / WECHAT_* setting."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("GUNICORN_", "WECHAT_", "BENCH_"))}
+    """The environment without any inherited GUNICORN_* / WECHAT_* / metrics-folder setting."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("GUNICORN_", "WECHAT_", "BENCH_")) and k != "PROMETHEUS_MULTIPROC_DIR"}
 
 
 class Server:
@@ -93,8 +103,12 @@ class Server:
         self.store_path = store_path or os.path.join(workdir, f"bench-{self.port}.sqlite3")
         self.owns_store = store_path is None
         self.log_path = os.path.join(workdir, f"gunicorn-{app.name}-{self.port}.log")
+        # gunicorn.conf.py makes a temporary folder for the metrics of every server started
+        # without one; each server here gets its own inside the workdir, removed with it.
+        self.metrics_dir = os.path.join(workdir, f"metrics-{self.port}")
+        os.makedirs(self.metrics_dir, exist_ok=True)
         self.env_settings = {
-            **pushes.ENV,
+            **pushes.ENV,  # token, appid, AES key, and WECHAT_MESSAGE_MODE=compatible (both modes)
             "WECHAT_PLUGINS": "app.plugins.echo",
             "WECHAT_STORE_URL": f"sqlite:///{self.store_path}",
             **config.env,
@@ -115,7 +129,11 @@ class Server:
 
     def start(self, timeout: float = 30.0) -> None:
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(self.cmd, env={**clean_env(), **self.env_settings}, stdout=self.log,
+        # gunicorn.conf.py's worker hooks import app.runs in every worker, the peers' too: the
+        # repository is on the path whatever the driver's working directory.
+        path = os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p)
+        env = {**clean_env(), **self.env_settings, "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir, "PYTHONPATH": path}
+        self.proc = subprocess.Popen(self.cmd, env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -153,6 +171,7 @@ class Server:
                         pass
                 self.proc.wait(5)
         self.log.close()
+        shutil.rmtree(self.metrics_dir, ignore_errors=True)
         if self.owns_store:
             for suffix in ("", "-wal", "-shm"):
                 try:

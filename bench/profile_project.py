@@ -1,11 +1,24 @@
-"""Where the project's time goes, per request.
+"""Where the project's time goes, per push, on the path the server takes: ``Pipeline.handle``.
 
-1. Stages: each step of app.callback's path timed on its own over the same pushes
-   (verify, Encrypt check + decrypt, parse_xml, parse_push, journal, dispatch, render,
-   finish_push, seal), median of 5 runs, next to a bare Flask request through WSGI.
-2. cProfile of whole requests through each app's WSGI callable (the project and the
-   bare Flask route), environ prebuilt, so the difference is what the project adds.
-3. pyinstrument's call tree of the project's WSGI requests.
+1. Stages: each step of ``Pipeline.handle`` timed over the same pushes, by calling the
+   function or method the pipeline calls for it (``read_query`` + ``authenticate`` +
+   ``check_mode``, ``Pipeline._decrypt``, ``parse_xml``, ``parse_push``, ``store.claim_push``
+   through the pipeline's guard, ``LateReplies.take_held``, ``Pipeline.run_handlers``,
+   ``Pipeline._finish``, ``crypto.seal``), each push through all of them in the pipeline's
+   order on the caller's thread, every call timed on its own; median of 5 passes, each with
+   a fresh app and store.
+   Not a callable of its own, so not a stage: the body read (the Flask adapter's, timed in 3),
+   building the Delivery and the Answer, ``answer_push``/``_wait``'s own logic (in "the rest").
+2. The thread hand-off: ``Pipeline.handle`` end to end as served (handlers in the app's pool,
+   the delivery waiting on the run's Event, ``finish_push`` in the pool thread) next to the
+   same with the pool replaced by inline calls (every step on the caller's thread), and
+   ``Runner.start`` + ``Event.wait`` of a handler that does nothing.
+3. Whole WSGI requests (environ prebuilt, no server, no sockets): bare Flask, the project,
+   the project with its runs inline, the project with its store stubbed out.
+4. cProfile of whole WSGI requests as served (what the delivery's thread sees: the handler
+   work is on the pool thread and shows as waiting) and with the runs inline (every step on
+   one thread, so every step shows); cProfile of ``Pipeline.handle`` alone (inline);
+   pyinstrument's tree of WSGI requests (inline).
 
     python bench/profile_project.py --out-dir DIR [--pushes N]
 """
@@ -14,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import dataclasses
 import io
 import json
 import os
@@ -29,142 +43,55 @@ sys.path.insert(0, os.path.join(BENCH, "apps"))
 
 import pushes  # noqa: E402
 import sysstat  # noqa: E402
-from inprocess import project_app, project_handler, query_of  # noqa: E402
+from inprocess import close_app, project_app, project_args, project_handler, query_string_of, settle  # noqa: E402
+
+PASSES = 5
+
+# The stages, in the pipeline's order (safe-mode only: decrypt and seal).
+AUTH = "read_query + authenticate + check_mode"
+DECRYPT = "Pipeline._decrypt (Encrypt parse, msg_signature, AES)"
+PARSE_XML = "parse_xml"
+PARSE_PUSH = "parse_push"
+CLAIM = "store.claim_push (SQLite INSERT, through the guard)"
+TAKE_HELD = "late.take_held (held-reply SELECT)"
+RUN_HANDLERS = "Pipeline.run_handlers (dispatch + render)"
+FINISH = "Pipeline._finish -> store.finish_push (SQLite UPDATE)"
+SEAL = "crypto.seal (AES encrypt + sign reply)"
+STAGES_SUM = "sum of stages"
+
+HANDLE_POOL = "Pipeline.handle, handlers in the pool (as served)"
+HANDLE_INLINE = "Pipeline.handle, pool replaced by inline calls"
+HANDOFF = "thread hand-off in situ (as served - inline)"
+HANDOFF_NOOP = "Runner.start + Event.wait alone (a handler that does nothing)"
+REST = "rest of Pipeline.handle (inline - sum of stages)"
 
 
-def environ_for(push: pushes.Push) -> dict:
-    from werkzeug.test import EnvironBuilder
+class InlinePool:
+    """Stands in for a Runner's thread pool: runs the work on the caller's thread, at once."""
 
-    path, _, query = push.target.partition("?")
-    builder = EnvironBuilder(path=path, query_string=query, method="POST", data=push.body,
-                             content_type="text/xml", base_url="http://127.0.0.1:8000")
-    return builder.get_environ()
+    def submit(self, function, *args):
+        function(*args)
 
-
-def wsgi_calls(app, batch: list[pushes.Push]):
-    environs = [environ_for(p) for p in batch]
-
-    def start_response(status, headers, exc_info=None):
-        if not status.startswith("200"):
-            raise RuntimeError(status)
-
-    def run():
-        for environ in environs:
-            b"".join(app(environ, start_response))
-
-    return run
-
-
-def median_us(fn, n: int, runs: int = 5) -> float:
-    times = [quietly(lambda: _elapsed(fn)) / n * 1e6 for _ in range(runs)]
-    return round(statistics.median(times), 2)
-
-
-def stages(state, safe: bool, n: int, tmp: str) -> dict:
-    from app import callback, crypto
-    from app.dispatch import dispatch
-    from app.messages import parse_push
-    from app.replies import render
-    from app.xmlsafe import parse_xml
-
-    token, envelope = state.settings.token, state.envelope
-    batch = pushes.make_pushes(n, safe)
-    queries = [query_of(p) for p in batch]
-    bodies = [p.body for p in batch]
-    out = {}
-
-    def verify():
-        for q in queries:
-            abs(time.time() - int(q["timestamp"]))
-            crypto.check_signature(q["signature"], token, q["timestamp"], q["nonce"])
-
-    out["verify (timestamp + signature)"] = median_us(verify, n)
-    if safe:
-        def decrypt():
-            for q, b in zip(queries, bodies):
-                encrypted = parse_xml(b).findtext("Encrypt").strip()
-                crypto.check_signature(q["msg_signature"], token, q["timestamp"], q["nonce"], encrypted)
-                envelope.decrypt(encrypted)
-
-        out["decrypt (parse envelope, msg_signature, AES)"] = median_us(decrypt, n)
-        xmls = []
-        for q, b in zip(queries, bodies):
-            xmls.append(envelope.decrypt(parse_xml(b).findtext("Encrypt").strip()))
-    else:
-        xmls = bodies
-    out["parse_xml"] = median_us(lambda: [parse_xml(x) for x in xmls], n)
-    roots = [parse_xml(x) for x in xmls]
-    out["parse_push (typed message)"] = median_us(lambda: [parse_push(r) for r in roots], n)
-    typed = [parse_push(r) for r in roots]
-    out["dedup_key"] = median_us(lambda: [p.dedup_key for p in typed], n)
-
-    runs_store = []
-    for i in range(5):
-        path = os.path.join(tmp, f"stage-{'safe' if safe else 'plain'}-{i}.sqlite3")
-        import dataclasses
-
-        from app.store import open_store
-
-        st = dataclasses.replace(state, store=open_store(f"sqlite:///{path}"))
-        st.store.claim_push("warm", "text", b"x", 60)
-        start = time.perf_counter()
-        for p, x in zip(typed, xmls):
-            callback.journal(st, p.dedup_key, p.msg_type, x)
-        claim = (time.perf_counter() - start) / n * 1e6
-        start = time.perf_counter()
-        for p in typed:
-            st.store.finish_push(p.dedup_key, "answered", b"<xml>reply reply reply reply</xml>")
-        finish = (time.perf_counter() - start) / n * 1e6
-        runs_store.append((claim, finish))
-    out["journal (store.claim_push, SQLite INSERT)"] = round(statistics.median(r[0] for r in runs_store), 2)
-    out["store.finish_push (SQLite UPDATE)"] = round(statistics.median(r[1] for r in runs_store), 2)
-
-    outcomes = [dispatch(p, state.plugins, client=state.client, store=state.store) for p in typed]
-    out["dispatch (blinker, echo plugin)"] = median_us(
-        lambda: [dispatch(p, state.plugins, client=state.client, store=state.store) for p in typed], n)
-    out["render"] = median_us(
-        lambda: [render(o.reply, p.from_user, p.to_user, int(time.time()), 1) for o, p in zip(outcomes, typed)], n)
-    if safe:
-        replies = [render(o.reply, p.from_user, p.to_user, int(time.time()), 1) for o, p in zip(outcomes, typed)]
-        out["seal (AES encrypt + sign reply)"] = median_us(lambda: [crypto.seal(envelope, token, r) for r in replies], n)
-    out["sum of stages"] = round(sum(v for k, v in out.items()), 2)
-    return out
-
-
-class NullStore:
-    """A store that remembers nothing: what the request costs without the dedup journal."""
-
-    def claim_push(self, *args):
-        return True
-
-    def finish_push(self, *args):
+    def shutdown(self, wait: bool = True) -> None:
         pass
 
-    def push_outcome(self, *args):
-        return None
+
+def inline(pipeline) -> None:
+    """Make ``pipeline``'s runs happen on the delivery's thread (for comparison and profiles only)."""
+    pipeline.runner.start_background()
+    pipeline.runner._pool = InlinePool()
 
 
-def whole_requests(app, bare, safe: bool, n: int) -> dict:
-    """Median µs of a whole WSGI request: bare Flask, the project, the project without its store."""
-    import dataclasses
+def fresh_app(tmp: str, label: str, runs_inline: bool = False):
+    fresh_app.count = getattr(fresh_app, "count", 0) + 1
+    app = project_app(os.path.join(tmp, f"{label}-{fresh_app.count}.sqlite3"))
+    from app import get_state
 
-    real = app.extensions["wechat"]
-    stubbed = dataclasses.replace(real, store=NullStore())
-    variants = {
-        "bare Flask WSGI request": (bare, None),
-        "project WSGI request": (app, real),
-        "project WSGI request, store stubbed out": (app, stubbed),
-    }
-    wsgi_calls(app, pushes.make_pushes(n, safe))()  # warm-up
-    times = {name: [] for name in variants}
-    for _ in range(5):  # interleaved, so drift hits all alike
-        for name, (target, state) in variants.items():
-            if state is not None:
-                app.extensions["wechat"] = state
-            run = wsgi_calls(target, pushes.make_pushes(n, safe))
-            times[name].append(quietly(lambda: _elapsed(run)) / n * 1e6)
-    app.extensions["wechat"] = real
-    return {name: round(statistics.median(values), 2) for name, values in times.items()}
+    pipeline = get_state(app).pipeline
+    pipeline.runner.start_background()  # as a server worker does at boot
+    if runs_inline:
+        inline(pipeline)
+    return app
 
 
 def _elapsed(fn) -> float:
@@ -180,17 +107,282 @@ def quietly(fn):
     return value
 
 
-def cprofile_text(run, sort: str, limit: int = 30, restrict: str | None = None) -> tuple[str, pstats.Stats]:
+# --- 1. stages ----------------------------------------------------------------------
+
+
+def stage_pass(app, safe: bool, n: int) -> dict:
+    """``n`` new pushes, each through every stage in the pipeline's order on this thread, each
+    call timed on its own (so the store sees claims, reads and updates interleaved as in the
+    server); µs per push."""
+    from app import crypto, get_state
+    from app.messages import Message, parse_push
+    from app.runs import LEASE
+    from app.verify import authenticate, check_mode, read_query
+    from app.xmlsafe import parse_xml
+
+    state = get_state(app)
+    pipeline, settings, store, envelope = state.pipeline, state.settings, state.store, state.envelope
+    token = pushes.TOKEN  # what the app was built with (not read from the settings, whose field names move)
+    tolerance, ttl = settings.timestamp_tolerance, settings.dedup_ttl
+    owner = pipeline.runner.owner_id()
+    batch = pushes.make_pushes(n, safe)
+    items = [(query_string_of(p), p.body) for p in batch]
+    names = [AUTH, DECRYPT, PARSE_XML, PARSE_PUSH, CLAIM, TAKE_HELD, RUN_HANDLERS, FINISH, SEAL]
+    if not safe:
+        names = [name for name in names if name not in (DECRYPT, SEAL)]
+    total = dict.fromkeys(names, 0.0)
+    clock = time.perf_counter
+    replies = []
+    for query_string, body in items:
+        t0 = clock()
+        query = read_query(query_string)
+        authenticate(query, token, tolerance, time.time())
+        check_mode(query, settings.accepts_plaintext, settings.accepts_encrypted)
+        t1 = clock()
+        total[AUTH] += t1 - t0
+        if safe:
+            xml = pipeline._decrypt(body, query)
+            t2 = clock()
+            total[DECRYPT] += t2 - t1
+            t1 = t2
+        else:
+            xml = body
+        root = parse_xml(xml)
+        t2 = clock()
+        push = parse_push(root)
+        t3 = clock()
+        key = push.dedup_key
+        t4 = clock()
+        claim = pipeline.guard.call("claim_push", store.claim_push, key, push.msg_type, xml, ttl, owner, LEASE)
+        t5 = clock()
+        if not claim.runs:
+            raise RuntimeError(f"fresh push {key} was not claimed to run")
+        if isinstance(push, Message) and claim.record.attempts == 1:
+            pipeline.late.take_held(push.from_user)
+        t6 = clock()
+        handled = pipeline.run_handlers(push)
+        t7 = clock()
+        pipeline._finish(key, handled.status, handled.reply_xml)
+        t8 = clock()
+        reply = handled.reply_xml
+        if safe:
+            reply = crypto.seal(envelope, token, reply)
+            total[SEAL] += clock() - t8
+        total[PARSE_XML] += t2 - t1
+        total[PARSE_PUSH] += t3 - t2
+        total[CLAIM] += t5 - t4
+        total[TAKE_HELD] += t6 - t5
+        total[RUN_HANDLERS] += t7 - t6
+        total[FINISH] += t8 - t7
+        replies.append(reply)
+    for push, reply in zip(batch[:3], replies):
+        pushes.check_reply("project", safe, push, 200, reply)
+    out = {name: value / n * 1e6 for name, value in total.items()}
+    out[STAGES_SUM] = sum(out.values())
+    return out
+
+
+def stages(tmp: str, safe: bool, n: int) -> dict:
+    passes = []
+    for i in range(PASSES):
+        app = fresh_app(tmp, f"stages-{'safe' if safe else 'plain'}")
+        try:
+            passes.append(quietly(lambda app=app: stage_pass(app, safe, n)))
+        finally:
+            close_app(app)
+    return {name: round(statistics.median(p[name] for p in passes), 2) for name in passes[0]}
+
+
+# --- 2. the hand-off ----------------------------------------------------------------
+
+
+def handle_us(app, safe: bool, n: int) -> float:
+    """µs per push of ``Pipeline.handle`` over ``n`` new pushes, until the pool is idle."""
+    handle = project_handler(app)
+    batch = pushes.make_pushes(n, safe)
+    items = [project_args(p) for p in batch]
+    answers = []
+
+    def run():
+        for item in items:
+            answers.append(handle(*item))
+        settle(handle.pipeline)
+
+    us = _elapsed(run) / n * 1e6
+    for push, body in zip(batch[:3], answers):
+        pushes.check_reply("project", safe, push, 200, body)
+    return us
+
+
+def noop_handoff_us(app, safe: bool, n: int) -> float:
+    """µs per push of handing a push to a Runner of the app's own kind (its pool size, its app
+    context) whose work does nothing, and waiting on the run's Event, as a delivery does."""
+    from app import get_state
+    from app.messages import parse_push
+    from app.runs import Runner
+    from app.xmlsafe import parse_xml
+
+    state = get_state(app)
+    runner = Runner(lambda run: None, state.store, state.settings.handler_threads, app.app_context)
+    runner.start_background()
+    typed = [parse_push(parse_xml(p.body)) for p in pushes.make_pushes(n, False)]
+
+    def run():
+        for push in typed:
+            started = runner.start(push.dedup_key, push)
+            if not started.done.wait(5.0):
+                raise RuntimeError("a no-op run did not finish in 5 s")
+        deadline = time.monotonic() + 10
+        while runner.live_keys() and time.monotonic() < deadline:
+            time.sleep(0.0002)
+
+    try:
+        return _elapsed(run) / n * 1e6
+    finally:
+        runner._pool.shutdown(wait=True)
+
+
+def handoff(tmp: str, safe: bool, n: int, stage_sum: float) -> dict:
+    times: dict[str, list[float]] = {HANDLE_POOL: [], HANDLE_INLINE: [], HANDOFF_NOOP: []}
+    label = f"handoff-{'safe' if safe else 'plain'}"
+    for _ in range(PASSES):  # interleaved, so drift hits all alike
+        for name, runs_inline in ((HANDLE_POOL, False), (HANDLE_INLINE, True)):
+            app = fresh_app(tmp, label, runs_inline)
+            try:
+                times[name].append(quietly(lambda app=app: handle_us(app, safe, n)))
+            finally:
+                close_app(app)
+        app = fresh_app(tmp, label)
+        try:
+            times[HANDOFF_NOOP].append(quietly(lambda app=app: noop_handoff_us(app, safe, n)))
+        finally:
+            close_app(app)
+    out = {name: round(statistics.median(values), 2) for name, values in times.items()}
+    out[HANDOFF] = round(out[HANDLE_POOL] - out[HANDLE_INLINE], 2)
+    out[REST] = round(out[HANDLE_INLINE] - stage_sum, 2)
+    order = [HANDLE_POOL, HANDLE_INLINE, HANDOFF, HANDOFF_NOOP, REST]
+    return {name: out[name] for name in order}
+
+
+# --- 3. whole WSGI requests ---------------------------------------------------------
+
+
+class NullStore:
+    """A store that remembers nothing: what the request costs without the journal."""
+
+    def claim_push(self, key, kind, body, ttl, owner, lease):
+        from app.store.base import RUNNING, Claim, PushRecord
+
+        now = time.time()
+        return Claim(PushRecord(key, kind, RUNNING, None, now, 1, 1, now + lease), runs=True)
+
+    def finish_push(self, *args):
+        return None
+
+    def take_held_reply(self, *args):
+        return None
+
+    def get_push(self, *args, **kwargs):
+        return None
+
+    def renew_leases(self, *args):
+        pass
+
+    def lapsed_runs(self, *args):
+        return []
+
+    def expired_holds(self, *args):
+        return []
+
+    def close(self):
+        pass
+
+
+def environ_for(push: pushes.Push) -> dict:
+    from werkzeug.test import EnvironBuilder
+
+    path, _, query = push.target.partition("?")
+    builder = EnvironBuilder(path=path, query_string=query, method="POST", data=push.body,
+                             content_type="text/xml", base_url="http://127.0.0.1:8000")
+    return builder.get_environ()
+
+
+def wsgi_calls(app, batch: list[pushes.Push], settle_after=None):
+    environs = [environ_for(p) for p in batch]
+
+    def start_response(status, headers, exc_info=None):
+        if not status.startswith("200"):
+            raise RuntimeError(status)
+
+    def run():
+        for environ in environs:
+            b"".join(app(environ, start_response))
+        if settle_after is not None:
+            settle(settle_after)
+
+    return run
+
+
+def stop_pool(pipeline) -> None:
+    settle(pipeline)
+    pipeline.runner._pool.shutdown(wait=True)
+
+
+def variant_state(app, store=None, runs_inline: bool = False):
+    """The app's state with a pipeline of its own: over ``store`` (default the app's), runs inline or not."""
+    from app import get_state
+    from app.pipeline import Pipeline
+
+    real = get_state(app)
+    store = store or real.store
+    pipeline = Pipeline(real.settings, store, real.envelope, real.plugins, real.client, real.metrics, real.throttle,
+                        real.allowlist, context=app.app_context)
+    pipeline.runner.start_background()
+    if runs_inline:
+        inline(pipeline)
+    return dataclasses.replace(real, store=store, pipeline=pipeline)
+
+
+def whole_requests(app, bare, safe: bool, n: int) -> dict:
+    """Median µs of a whole WSGI request: bare Flask, the project as served, inline, store stubbed."""
+    real = app.extensions["wechat"]
+    variants = {
+        "bare Flask WSGI request": (bare, None),
+        "project WSGI request": (app, real),
+        "project WSGI request, runs inline": (app, variant_state(app, runs_inline=True)),
+        "project WSGI request, store stubbed out": (app, variant_state(app, store=NullStore())),
+    }
+    wsgi_calls(app, pushes.make_pushes(n, safe), real.pipeline)()  # warm-up
+    times = {name: [] for name in variants}
+    for _ in range(PASSES):  # interleaved, so drift hits all alike
+        for name, (target, state) in variants.items():
+            if state is not None:
+                app.extensions["wechat"] = state
+            pipeline = state.pipeline if state is not None else None
+
+            def one_run(target=target, pipeline=pipeline):  # new pushes (and request bodies) for every try
+                run = wsgi_calls(target, pushes.make_pushes(n, safe), pipeline)
+                return _elapsed(run) / n * 1e6
+
+            times[name].append(quietly(one_run))
+    app.extensions["wechat"] = real
+    for _, state in variants.values():
+        if state is not None and state is not real:
+            stop_pool(state.pipeline)
+    return {name: round(statistics.median(values), 2) for name, values in times.items()}
+
+
+# --- 4. profiles --------------------------------------------------------------------
+
+
+def cprofile_text(run, sort: str, limit: int = 30) -> tuple[str, pstats.Stats]:
     profiler = cProfile.Profile()
     profiler.enable()
     run()
     profiler.disable()
     buf = io.StringIO()
     stats = pstats.Stats(profiler, stream=buf).strip_dirs().sort_stats(sort)
-    if restrict:
-        stats.print_stats(restrict, limit)
-    else:
-        stats.print_stats(limit)
+    stats.print_stats(limit)
     return buf.getvalue(), stats
 
 
@@ -207,16 +399,30 @@ def top_rows(stats: pstats.Stats, n: int, limit: int = 15) -> list[dict]:
     ]
 
 
-def inprocess_profile(state, safe: bool, n: int, out_dir: str, mode: str) -> dict:
-    """cProfile of the in-process path the throughput benchmark times (no Flask, no store)."""
-    handle = project_handler(state, journal=False)
-    items = [(query_of(p), p.body) for p in pushes.make_pushes(n, safe)]
-    start = time.perf_counter()
-    for q, b in items:
-        handle(q, b)
-    plain_us = (time.perf_counter() - start) / n * 1e6
-    items = [(query_of(p), p.body) for p in pushes.make_pushes(n, safe)]
-    text, stats = cprofile_text(lambda: [handle(q, b) for q, b in items], "tottime", 30)
+def waiting_us(stats: pstats.Stats, n: int) -> float:
+    """µs per request the profiled thread spent in ``threading.Event.wait`` (cumulative)."""
+    import threading
+
+    code = threading.Event.wait.__code__
+    total = sum(ct for (file, line, func), (cc, nc, tt, ct, callers) in stats.stats.items()
+                if func == code.co_name and line == code.co_firstlineno and file == os.path.basename(code.co_filename))
+    return round(total / n * 1e6, 2)
+
+
+def inprocess_profile(tmp: str, safe: bool, n: int, out_dir: str, mode: str) -> dict:
+    """cProfile of ``Pipeline.handle`` alone (no Flask), runs inline so that every step shows."""
+    app = fresh_app(tmp, f"cprofile-{mode}")
+    try:
+        plain_us = handle_us(app, safe, n)  # as served, unprofiled
+    finally:
+        close_app(app)
+    app = fresh_app(tmp, f"cprofile-{mode}", runs_inline=True)
+    try:
+        handle = project_handler(app)
+        items = [project_args(p) for p in pushes.make_pushes(n, safe)]
+        text, stats = cprofile_text(lambda: [handle(*item) for item in items], "tottime", 30)
+    finally:
+        close_app(app)
     with open(os.path.join(out_dir, f"cprofile-inprocess-{mode}-tottime.txt"), "w") as f:
         f.write(text)
     return {"us_per_push_unprofiled": round(plain_us, 2), "profiled_total_us_per_req": round(stats.total_tt / n * 1e6, 2),
@@ -233,39 +439,52 @@ def main() -> None:
     import bare_flask
 
     n = args.pushes
-    result = {"pushes": n}
+    result = {"pushes": n, "passes": PASSES}
     with tempfile.TemporaryDirectory(prefix="wechat-prof-") as tmp:
-        app = project_app(os.path.join(tmp, "p.sqlite3"))
-        from app import get_state
-
-        state = get_state(app)
         for safe in (False, True):
             mode = "safe" if safe else "plaintext"
-            result[mode] = {"stages_us": stages(state, safe, n, tmp), "whole_us": whole_requests(app, bare_flask.app, safe, n)}
-            run = wsgi_calls(app, pushes.make_pushes(n, safe))
-            text, stats = cprofile_text(run, "tottime", 35)
-            with open(os.path.join(args.out_dir, f"cprofile-{mode}-tottime.txt"), "w") as f:
-                f.write(text)
-            run = wsgi_calls(app, pushes.make_pushes(n, safe))
-            text, stats = cprofile_text(run, "cumulative", 60)
-            with open(os.path.join(args.out_dir, f"cprofile-{mode}-cumulative.txt"), "w") as f:
-                f.write(text)
-            # the top functions by own time, for the report
-            result[mode]["top_tottime"] = top_rows(stats, n)
-            result[mode]["profiled_total_us_per_req"] = round(stats.total_tt / n * 1e6, 2)
-            result[mode]["inprocess"] = inprocess_profile(state, safe, n, args.out_dir, mode)
+            st = stages(tmp, safe, n)
+            result[mode] = {"stages_us": st, "handle_us": handoff(tmp, safe, n, st[STAGES_SUM])}
+            app = fresh_app(tmp, f"wsgi-{mode}")
             try:
-                from pyinstrument import Profiler
-
+                result[mode]["whole_us"] = whole_requests(app, bare_flask.app, safe, n)
+                real = app.extensions["wechat"]
+                # as served: the delivery's thread, waiting while the pool thread works
+                run = wsgi_calls(app, pushes.make_pushes(n, safe), real.pipeline)
+                text, stats = cprofile_text(run, "cumulative", 60)
+                with open(os.path.join(args.out_dir, f"cprofile-{mode}-served-cumulative.txt"), "w") as f:
+                    f.write(text)
+                result[mode]["served_wait_us_per_req"] = waiting_us(stats, n)
+                result[mode]["served_profiled_total_us_per_req"] = round(stats.total_tt / n * 1e6, 2)
+                # inline: every step on the request's thread
+                inline_state = variant_state(app, runs_inline=True)
+                app.extensions["wechat"] = inline_state
                 run = wsgi_calls(app, pushes.make_pushes(n, safe))
-                profiler = Profiler(interval=0.0002)
-                profiler.start()
-                run()
-                profiler.stop()
-                with open(os.path.join(args.out_dir, f"pyinstrument-{mode}.txt"), "w") as f:
-                    f.write(profiler.output_text(unicode=False, color=False, show_all=False))
-            except ImportError:
-                pass
+                text, stats = cprofile_text(run, "tottime", 35)
+                with open(os.path.join(args.out_dir, f"cprofile-{mode}-inline-tottime.txt"), "w") as f:
+                    f.write(text)
+                run = wsgi_calls(app, pushes.make_pushes(n, safe))
+                text, stats = cprofile_text(run, "cumulative", 60)
+                with open(os.path.join(args.out_dir, f"cprofile-{mode}-inline-cumulative.txt"), "w") as f:
+                    f.write(text)
+                result[mode]["top_tottime"] = top_rows(stats, n)
+                result[mode]["profiled_total_us_per_req"] = round(stats.total_tt / n * 1e6, 2)
+                try:
+                    from pyinstrument import Profiler
+
+                    run = wsgi_calls(app, pushes.make_pushes(n, safe))
+                    profiler = Profiler(interval=0.0002)
+                    profiler.start()
+                    run()
+                    profiler.stop()
+                    with open(os.path.join(args.out_dir, f"pyinstrument-{mode}-inline.txt"), "w") as f:
+                        f.write(profiler.output_text(unicode=False, color=False, show_all=False))
+                except ImportError:
+                    pass
+                app.extensions["wechat"] = real
+            finally:
+                close_app(app)
+            result[mode]["inprocess"] = inprocess_profile(tmp, safe, n, args.out_dir, mode)
     with open(os.path.join(args.out_dir, "profile.json"), "w") as f:
         json.dump(result, f, indent=1)
     print(json.dumps(result, indent=1))

@@ -40,6 +40,9 @@ ENV = {
     "WECHAT_TOKEN": TOKEN,
     "WECHAT_APP_ID": APP_ID,
     "WECHAT_ENCODING_AES_KEY": AES_KEY,
+    # With an AES key the project's default mode is safe, which refuses plaintext pushes with a
+    # 403; compatible takes both, so one server (and one app in-process) serves both modes.
+    "WECHAT_MESSAGE_MODE": "compatible",
 }
 
 # The text mix: ASCII, Chinese, emoji, XML-special characters, and mixtures.
