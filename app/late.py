@@ -35,7 +35,7 @@ from .replies import (
     VoiceReply,
 )
 from .reply_policy import text_xml
-from .settings import CUSTOMER_SERVICE, Settings
+from .settings import Settings
 from .store import Store
 from .store.base import PushRecord
 from .tasks import CUSTOMER_SERVICE as BY_API
@@ -104,11 +104,15 @@ class LateReplies:
 
         A delivery of the push takes a lapsed run over by itself; the server re-runs
         one only where no delivery will come: after ``success`` in customer-service
-        mode, or after the hint.
+        mode (within 15 s of the first delivery), or after the hint.
         """
         age = time.time() - record.received_at
-        no_delivery_will_come = record.late is not None or self.settings.late_reply == CUSTOMER_SERVICE
-        if record.attempts < MAX_ATTEMPTS and no_delivery_will_come and (record.late == HINT or age < RERUN_WITHIN):
+        # Only a run whose delivery was answered without its reply (late) waits for no delivery: one
+        # that died before its deadline got no answer, so WeChat delivers again and that delivery
+        # takes the run over.  (And a run that answered in time but died before writing its outcome
+        # must not run twice.)
+        answered_without_it = record.late is not None
+        if record.attempts < MAX_ATTEMPTS and answered_without_it and (record.late == HINT or age < RERUN_WITHIN):
             rerun(record)
         elif age >= RERUN_WITHIN:
             if self.store.abandon(record.key):

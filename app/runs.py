@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 LEASE = 3.0  # a run's lease lapses this long after its last renewal
 RENEW_EVERY = 1.0
+WRITE_EVERY = 0.25  # outcomes put off by fast runs are written this often, together
 
 _runners: weakref.WeakSet[Runner] = weakref.WeakSet()
 _throttle = Throttle()  # the lease thread's failures repeat every second while the store is down
@@ -49,9 +50,10 @@ class Run:
     key: str
     push: Push
     journalled: bool = True  # False while the store is skipped: nothing to renew or finish
+    received_at: float = 0.0  # when the push's first delivery arrived (wall clock)
+    attempt: int = 1  # 1 for the first run of the push, 2 for a re-run
     done: threading.Event = field(default_factory=threading.Event)
     reply_xml: bytes | None = None
-    detail: dict[str, Any] = field(default_factory=dict)  # what the work left for whoever answers
 
 
 class Runner:
@@ -73,6 +75,7 @@ class Runner:
         self.owner = ""
         self.releasing = threading.Event()  # set on shutdown: held deliveries let go
         self._runs: dict[str, Run] = {}
+        self._outcomes: dict[str, tuple[str, bytes | None]] = {}  # written later, together
         self._lock = threading.Lock()
         self._pid = 0
         self._pool: ThreadPoolExecutor | None = None
@@ -89,6 +92,7 @@ class Runner:
             if self._pid == os.getpid():
                 return
             self._runs = {}
+            self._outcomes = {}
             self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
             self._pool = ThreadPoolExecutor(self.pool_size, thread_name_prefix="wechat-run")
             self._pid = os.getpid()  # before the thread starts: it runs while this holds
@@ -98,10 +102,10 @@ class Runner:
         self._ensure_started()
         return self.owner
 
-    def start(self, key: str, push: Push, journalled: bool = True) -> Run:
+    def start(self, key: str, push: Push, journalled: bool = True, received_at: float = 0.0, attempt: int = 1) -> Run:
         """Run ``push``'s handlers in the pool; the caller holds the claim (or the store is skipped)."""
         self._ensure_started()
-        run = Run(key, push, journalled)
+        run = Run(key, push, journalled, received_at, attempt)
         if journalled:
             with self._lock:
                 self._runs[key] = run
@@ -138,8 +142,30 @@ class Runner:
                     del self._runs[run.key]
 
     def live_keys(self) -> list[str]:
+        """The pushes whose leases this process holds: runs going, and runs whose outcome is not written yet."""
         with self._lock:
-            return [key for key, run in self._runs.items() if run.journalled]
+            return [key for key, run in self._runs.items() if run.journalled] + list(self._outcomes)
+
+    def put_off(self, key: str, status: str, reply: bytes | None) -> None:
+        """Record a run's outcome with others, within ``WRITE_EVERY``; its lease is kept until then.
+
+        For fast runs only: no delivery of the push can have reached its deadline yet, so
+        none is waiting on the outcome to decide what to answer.
+        """
+        with self._lock:
+            self._outcomes[key] = (status, reply)
+
+    def write_outcomes(self) -> None:
+        """Write the outcomes put off so far, in one store call."""
+        with self._lock:
+            outcomes, self._outcomes = self._outcomes, {}
+        if outcomes:
+            try:
+                self.store.finish_pushes([(key, status, reply) for key, (status, reply) in outcomes.items()])
+            except Exception as exc:
+                _throttle.log(
+                    log, logging.ERROR, "outcomes", "cannot record the outcome of %d pushes: %s", len(outcomes), exc
+                )
 
     def release(self) -> None:
         """Let every held delivery go now (the worker is stopping)."""
@@ -158,26 +184,33 @@ class Runner:
 
 
 def _keep_leases(ref: weakref.ref[Runner], pid: int) -> None:
-    """Every second: renew the leases of this process's runs, and look for runs lost elsewhere.
+    """Every second: renew the leases of this process's runs, and look for runs lost elsewhere;
+    every ``WRITE_EVERY``: write the outcomes fast runs put off.
 
     It holds its runner weakly and ends with it (an app that is gone, as in a test
     process that builds many), or with a fork.
     """
+    renewed = 0.0
     while (runner := ref()) is not None and runner._pid == pid:
         started = time.monotonic()
-        keys = runner.live_keys()
-        if keys:
-            try:
-                runner.store.renew_leases(keys, runner.owner, time.time() + LEASE)
-            except Exception as exc:
-                _throttle.log(log, logging.WARNING, "renew", "cannot renew the leases of %d runs: %s", len(keys), exc)
-        if runner.on_lapsed is not None:
-            try:
-                runner.on_lapsed()
-            except Exception as exc:
-                _throttle.log(log, logging.WARNING, "lapsed", "cannot look for lost runs: %s", exc)
+        runner.write_outcomes()
+        if started - renewed >= RENEW_EVERY:
+            renewed = started
+            keys = runner.live_keys()
+            if keys:
+                try:
+                    runner.store.renew_leases(keys, runner.owner, time.time() + LEASE)
+                except Exception as exc:
+                    _throttle.log(
+                        log, logging.WARNING, "renew", "cannot renew the leases of %d runs: %s", len(keys), exc
+                    )
+            if runner.on_lapsed is not None:
+                try:
+                    runner.on_lapsed()
+                except Exception as exc:
+                    _throttle.log(log, logging.WARNING, "lapsed", "cannot look for lost runs: %s", exc)
         del runner
-        time.sleep(max(0.0, RENEW_EVERY - (time.monotonic() - started)))
+        time.sleep(max(0.0, WRITE_EVERY - (time.monotonic() - started)))
 
 
 def release_held_deliveries() -> None:
@@ -204,7 +237,9 @@ def drain(timeout: float) -> None:
     """On shutdown: wait up to ``timeout`` for this process's runs; journal the rest as unfinished."""
     deadline = time.monotonic() + timeout
     for runner in list(_runners):
-        for run in runner.drain(max(0.0, deadline - time.monotonic())):
+        left = runner.drain(max(0.0, deadline - time.monotonic()))
+        runner.write_outcomes()
+        for run in left:
             if not run.journalled:
                 continue
             try:

@@ -323,3 +323,13 @@ def test_expired_holds_name_their_pushes_once(store):
     assert store.expired_holds(time.time(), 10) == [], "each expiry is reported once"
     assert store.take_held_reply("o_fan") == b"<xml>later</xml>"
     assert store.expired_holds(time.time() + 120, 10) == [], "a reply taken in time never expires"
+
+
+def test_outcomes_written_together_finish_only_running_pushes(store):
+    for key in ("msg:1", "msg:2", "msg:3"):
+        claim(store, key)
+    store.finish_push("msg:3", ANSWERED, b"<xml>first</xml>")
+    store.finish_pushes([("msg:1", ANSWERED, b"<xml>one</xml>"), ("msg:2", "failed", None), ("msg:3", ANSWERED, b"x")])
+    assert store.get_push("msg:1").reply == b"<xml>one</xml>"
+    assert store.get_push("msg:2").status == "failed"
+    assert store.get_push("msg:3").reply == b"<xml>first</xml>", "a finished push keeps its outcome"

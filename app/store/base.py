@@ -82,6 +82,9 @@ class Store(Protocol):
     def finish_push(self, key: str, status: str, reply: bytes | None) -> PushRecord | None:
         """Record how a running push was handled; the record as finished, or None if it was not running."""
 
+    def finish_pushes(self, outcomes: Sequence[tuple[str, str, bytes | None]]) -> None:
+        """Record several ``(key, status, reply)`` outcomes at once, each only if its push is still running."""
+
     def mark_late(self, key: str, how: str) -> bool:
         """Mark a running push's reply late (``how`` it goes out); False if the push is not running."""
 

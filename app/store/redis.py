@@ -234,6 +234,13 @@ class RedisStore:
         answer = self._finish(keys=[PREFIX + "push:" + key, RUNNING_SET], args=args)
         return None if not answer else _record(key, answer[1:])
 
+    def finish_pushes(self, outcomes: Sequence[tuple[str, str, bytes | None]]) -> None:
+        pipe = self.redis.pipeline(transaction=False)  # one round trip for them all
+        for key, status, reply in outcomes:
+            args = [key, status, reply or b"", "0" if reply is None else "1"]
+            self._finish(keys=[PREFIX + "push:" + key, RUNNING_SET], args=args, client=pipe)
+        pipe.execute()
+
     def mark_late(self, key: str, how: str) -> bool:
         return self._mark_late(keys=[PREFIX + "push:" + key], args=[how]) == 1
 

@@ -183,6 +183,13 @@ class SQLiteStore:
         ).fetchone()
         return None if row is None else _record(row)
 
+    def finish_pushes(self, outcomes: Sequence[tuple[str, str, bytes | None]]) -> None:
+        with self._transaction() as db:  # one transaction for them all: the point of putting them off
+            db.executemany(
+                "UPDATE pushes SET status = ?, reply = ? WHERE key = ? AND status = ?",
+                [(status, reply, key, RUNNING) for key, status, reply in outcomes],
+            )
+
     def mark_late(self, key: str, how: str) -> bool:
         cursor = self.db.execute("UPDATE pushes SET late = ? WHERE key = ? AND status = ?", (how, key, RUNNING))
         return cursor.rowcount == 1
