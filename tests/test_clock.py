@@ -70,6 +70,16 @@ def served(tmp_path: Path, store: str = "sqlite", **env: str):
             redis_process.wait()
 
 
+def customer_service(fake: FakeWeChatAPI) -> dict[str, str]:
+    """Settings that send late replies through ``fake``."""
+    return {
+        "WECHAT_LATE_REPLY": "customer_service",
+        "WECHAT_API_BASE_URL": fake.base_url,
+        "WECHAT_APP_ID": fake.app_id,
+        "WECHAT_APP_SECRET": fake.app_secret,
+    }
+
+
 @pytest.mark.parametrize("store", ["sqlite", "redis"])
 def test_a_7s_handlers_reply_is_carried_by_the_second_delivery(tmp_path, store):
     with served(tmp_path, store) as server:
@@ -108,13 +118,7 @@ def test_a_16s_handler_hints_on_the_third_delivery_and_its_reply_answers_the_nex
 def test_customer_service_mode_answers_success_by_the_deadline_then_sends(tmp_path):
     with (
         FakeWeChatAPI() as fake,
-        served(
-            tmp_path,
-            WECHAT_LATE_REPLY="customer_service",
-            WECHAT_API_BASE_URL=fake.base_url,
-            WECHAT_APP_ID=fake.app_id,
-            WECHAT_APP_SECRET=fake.app_secret,
-        ) as server,
+        served(tmp_path, **customer_service(fake)) as server,
     ):
         started = time.monotonic()
         push = WeChat(server.base_url).push(text_push("sleep 7 sent through the API", from_user="o_busy"))
@@ -163,13 +167,7 @@ def test_customer_service_mode_reruns_a_run_killed_after_success(tmp_path):
     """No delivery comes after the success: the server itself re-runs the push, within 15 s."""
     with (
         FakeWeChatAPI() as fake,
-        served(
-            tmp_path,
-            WECHAT_LATE_REPLY="customer_service",
-            WECHAT_API_BASE_URL=fake.base_url,
-            WECHAT_APP_ID=fake.app_id,
-            WECHAT_APP_SECRET=fake.app_secret,
-        ) as server,
+        served(tmp_path, **customer_service(fake)) as server,
     ):
         started = time.monotonic()
         killer = kill_the_runner_when_it_starts(server.runs_file, after=5.0)

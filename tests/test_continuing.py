@@ -35,6 +35,18 @@ def whole_graphemes(text: str) -> bool:
     return all(cluster in (FAMILY, "家") for cluster in regex.findall(r"\X", text))
 
 
+def customer_service_app(tmp_path, fake):
+    """The slow plugin's app, sending late work through the fake WeChat API."""
+    return make_app(
+        tmp_path,
+        WECHAT_PLUGINS="tests.plugins.slow",
+        WECHAT_LATE_REPLY="customer_service",
+        WECHAT_API_BASE_URL=fake.base_url,
+        WECHAT_APP_ID=fake.app_id,
+        WECHAT_APP_SECRET=fake.app_secret,
+    )
+
+
 def test_a_long_text_is_split_and_the_rest_held_for_the_next_messages(tmp_path):
     app = make_app(tmp_path, WECHAT_PLUGINS="tests.plugins.slow")
     settings = app.extensions["wechat"].settings
@@ -55,14 +67,7 @@ def test_a_long_text_is_split_and_the_rest_held_for_the_next_messages(tmp_path):
 
 
 def test_a_long_text_goes_on_through_the_api_in_customer_service_mode(tmp_path, fake):
-    app = make_app(
-        tmp_path,
-        WECHAT_PLUGINS="tests.plugins.slow",
-        WECHAT_LATE_REPLY="customer_service",
-        WECHAT_API_BASE_URL=fake.base_url,
-        WECHAT_APP_ID=fake.app_id,
-        WECHAT_APP_SECRET=fake.app_secret,
-    )
+    app = customer_service_app(tmp_path, fake)
     first = PushClient(app).post(text_push("long 300", from_user="o_reader")).content
     wait_for(lambda: len(fake.requests_to("message/custom/send")) == 4)
     sent = [request.json for request in fake.requests_to("message/custom/send")]
@@ -83,14 +88,7 @@ def test_handed_off_work_is_held_for_the_next_message(tmp_path):
 
 
 def test_handed_off_work_is_sent_through_the_api_in_customer_service_mode(tmp_path, fake):
-    app = make_app(
-        tmp_path,
-        WECHAT_PLUGINS="tests.plugins.slow",
-        WECHAT_LATE_REPLY="customer_service",
-        WECHAT_API_BASE_URL=fake.base_url,
-        WECHAT_APP_ID=fake.app_id,
-        WECHAT_APP_SECRET=fake.app_secret,
-    )
+    app = customer_service_app(tmp_path, fake)
     assert PushClient(app).post(text_push("handoff the tide", from_user="o_asker")).content == "working on it"
     wait_for(lambda: fake.requests_to("message/custom/send"))
     [sent] = fake.requests_to("message/custom/send")
@@ -98,14 +96,7 @@ def test_handed_off_work_is_sent_through_the_api_in_customer_service_mode(tmp_pa
 
 
 def test_a_refused_send_is_held_instead(tmp_path, fake):
-    app = make_app(
-        tmp_path,
-        WECHAT_PLUGINS="tests.plugins.slow",
-        WECHAT_LATE_REPLY="customer_service",
-        WECHAT_API_BASE_URL=fake.base_url,
-        WECHAT_APP_ID=fake.app_id,
-        WECHAT_APP_SECRET=fake.app_secret,
-    )
+    app = customer_service_app(tmp_path, fake)
     fake.fail("message/custom/send", 45015)  # the follower wrote more than 48 hours ago
     client = PushClient(app)
     client.post(text_push("handoff the news", from_user="o_away"))
@@ -135,14 +126,7 @@ def test_a_held_reply_nobody_takes_is_journalled_late_reply_failed(tmp_path, fak
     from app import tasks
 
     monkeypatch.setattr(tasks, "HOLD_FOR", 0.5)
-    app = make_app(
-        tmp_path,
-        WECHAT_PLUGINS="tests.plugins.slow",
-        WECHAT_LATE_REPLY="customer_service",
-        WECHAT_API_BASE_URL=fake.base_url,
-        WECHAT_APP_ID=fake.app_id,
-        WECHAT_APP_SECRET=fake.app_secret,
-    )
+    app = customer_service_app(tmp_path, fake)
     fake.fail("message/custom/send", 48001)  # no permission: held instead
     push = text_push("handoff nothing", from_user="o_gone")
     PushClient(app).post(push)
