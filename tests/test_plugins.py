@@ -312,3 +312,19 @@ def test_a_weakly_connected_receiver_its_plugin_drops_never_runs(tmp_path, plugi
     """,
     )
     assert PushClient(make_app(tmp_path, WECHAT_PLUGINS=name)).post(text_push("hi")).body == b"success"
+
+
+def test_an_event_name_in_upper_case_fires_like_its_lower_case(tmp_path, plugin_dir):
+    """WeChat's own spelling (CLICK) in connect_via works: the sender is matched whatever its case."""
+    name = write_plugin(
+        plugin_dir,
+        """
+        from app.signals import event_received
+
+        @event_received.connect_via("CLICK")
+        def menu(sender, event, **extra):
+            return "menu " + event.event_key
+        """,
+    )
+    client = PushClient(make_app(tmp_path, WECHAT_PLUGINS=name))
+    assert client.post(event_push("CLICK", {"EventKey": "NEWS"})).content == "menu NEWS"

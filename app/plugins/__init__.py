@@ -241,7 +241,11 @@ def _weak_ref(receiver: Receiver, owned: tuple[Signal, Hashable]) -> weakref.ref
 
 
 def _sender_key(sender: Any) -> Hashable:
-    return sender if sender is ANY or isinstance(sender, str | int) else id(sender)
+    """The table's key for ``sender``: a name in lower case, as the dispatcher sends them, so that
+    ``connect_via("CLICK")`` fires on a CLICK event as ``connect_via("click")`` does."""
+    if isinstance(sender, str):
+        return sender.lower()
+    return sender if sender is ANY or isinstance(sender, int) else id(sender)
 
 
 def _unique(receivers: Iterable[Receiver]) -> tuple[Receiver, ...]:
