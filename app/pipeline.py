@@ -29,7 +29,7 @@ from .client import WeChatClient
 from .crypto import AESEnvelope
 from .dispatch import dispatch
 from .guard import StoreGuard, StoreSkipped
-from .late import LateReplies, task_how
+from .late import SENT_LATER, LateReplies, task_how
 from .logs import Throttle
 from .messages import Message, Push, parse_push
 from .metrics import Metrics
@@ -52,9 +52,10 @@ WECHAT_GIVES_UP = 5.5  # a delivery older than this has been dropped by WeChat, 
 LAST_DELIVERY = 3  # WeChat delivers a push three times
 LAST_AFTER = 9.0  # ... about 5 s apart: a delivery 9 s after the first is the last
 POLL = 0.05  # how often a delivery waiting on another worker's run looks at the store
-# A first run that ends this soon after the push arrived records its outcome a moment later, with
-# others: no delivery can have reached its deadline yet, and WeChat repeats a push after 5 s.
-FAST_RUN = 1.0
+# A first run that ends this long before its delivery's deadline records its outcome a moment
+# later, with others: no delivery can be at its deadline, deciding what to answer by the outcome,
+# before the outcome is written (it is, within WRITE_EVERY, each write within the store timeout).
+PUT_OFF_MARGIN = 1.0
 
 
 @dataclass
@@ -225,7 +226,11 @@ class Pipeline:
                 if held is not None:
                     self._finish(key, ANSWERED, held)
                     return self._reply(held)
-            run = self.runner.start(key, push, received_at=record.received_at, attempt=record.attempts)
+            run = self.runner.start(
+                key, push, received_at=record.received_at, attempt=record.attempts, deadline=deadline
+            )
+        elif record.late == SENT_LATER:  # its reply goes, or went, through the API: never twice
+            return self._reply(None)
         elif record.status != RUNNING:
             log.info("repeated push %s answered from its first run", key)
             return self._reply(record.reply)
@@ -240,11 +245,13 @@ class Pipeline:
         deadline = arrived + self.settings.reply_deadline
         retry = self.settings.late_reply == RETRY
         until = arrived + WECHAT_GIVES_UP if retry and not last else deadline
-        ready, reply = self._wait_for_run(push, run, until)
+        ready, reply = self._wait_for_run(push, run, until, release_on_stop=retry and not last)
         if ready:
+            if not retry and record.deliveries > 1 and self._sent_later(key):
+                return self._reply(None)  # an earlier delivery got success: the reply goes through the API
             return self._reply(reply)
-        if self.runner.releasing.is_set():
-            return Answer(200, b"", release=True)
+        if self.runner.releasing.is_set() and retry and not last:
+            return Answer(200, b"", release=True)  # the worker is stopping: WeChat delivers again elsewhere
         if not retry:
             finished = self.late.after_deadline(push, hint=False)
             return self._reply(finished.reply if finished is not None else None)
@@ -256,7 +263,9 @@ class Pipeline:
         log.info("push %s: delivery %d released unanswered, its run still going", key, record.deliveries)
         return Answer(200, b"", release=True)
 
-    def _wait_for_run(self, push: Push, run: Run | None, until: float) -> tuple[bool, bytes | None]:
+    def _wait_for_run(
+        self, push: Push, run: Run | None, until: float, release_on_stop: bool = True
+    ) -> tuple[bool, bytes | None]:
         """``(True, reply)`` once the run of ``push`` is done, ``(False, None)`` at ``until``.
 
         A run in this process is waited on directly.  Another worker's is polled in the
@@ -265,7 +274,7 @@ class Pipeline:
         key = push.dedup_key
         while True:
             remaining = until - time.monotonic()
-            if remaining <= 0 or self.runner.releasing.is_set():
+            if remaining <= 0 or (self.runner.releasing.is_set() and release_on_stop):
                 return False, None
             if run is not None:
                 if run.done.wait(min(remaining, POLL)):
@@ -275,10 +284,11 @@ class Pipeline:
                 record = self.guard.call("get_push", self.store.get_push, key)
             except StoreSkipped:
                 return False, None
-            if record is not None and record.can_take_over(time.time()) and self._take_over(key):
-                log.warning("push %s: its run was lost (%s); running its handlers again", key, record.status)
-                run = self.runner.start(key, push, received_at=record.received_at, attempt=MAX_ATTEMPTS)
-                continue
+            if record is not None and record.can_take_over(time.time()):
+                if self._take_over(key):
+                    log.warning("push %s: its run was lost (%s); running its handlers again", key, record.status)
+                    run = self.runner.start(key, push, received_at=record.received_at, attempt=MAX_ATTEMPTS)
+                continue  # taken over here, or by another delivery: look again
             if record is None or record.status != RUNNING:
                 return True, None if record is None else record.reply
             time.sleep(min(remaining, POLL))
@@ -330,10 +340,10 @@ class Pipeline:
         run.reply_xml = handled.reply_xml
         run.done.set()  # deliveries in this process answer now; the store is for the others
         late = None
-        if run.journalled and run.attempt == 1 and time.time() - run.received_at < FAST_RUN:
+        if run.journalled and run.attempt == 1 and time.monotonic() < run.deadline - PUT_OFF_MARGIN:
             self.runner.put_off(run.key, handled.status, handled.reply_xml)  # one synchronous write a push
         elif run.journalled:
-            finished = self._finish(run.key, handled.status, handled.reply_xml)
+            finished = self._record_outcome(run.key, handled.status, handled.reply_xml)
             late = None if finished is None else finished.late
         follower, account = push.from_user, push.to_user
         if late is not None and handled.reply is not None:  # the delivery was answered without it
@@ -345,6 +355,25 @@ class Pipeline:
             self.tasks.schedule(Task.deliver(follower, account, how, handled.rest, run.key))
         for task in handled.handoffs:
             self.tasks.schedule(task)
+
+    def _record_outcome(self, key: str, status: str, reply: bytes | None) -> PushRecord | None:
+        """A run's outcome, from the pool, off the request path: not skipped with the store, tried twice."""
+        for attempt in range(2):
+            try:
+                return self.store.finish_push(key, status, reply)
+            except Exception as exc:
+                if attempt:
+                    self.guard.failed("finish_push", exc)
+                time.sleep(0.1)
+        return None
+
+    def _sent_later(self, key: str) -> bool:
+        """Whether an earlier delivery of the push was answered success, its reply going through the API."""
+        try:
+            record = self.guard.call("get_push", self.store.get_push, key)
+        except StoreSkipped:
+            return False
+        return record is not None and record.late == SENT_LATER
 
     def _finish(self, key: str, status: str, reply: bytes | None) -> PushRecord | None:
         try:

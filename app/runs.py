@@ -31,7 +31,6 @@ from typing import Any
 from .logs import Throttle
 from .messages import Push
 from .store import Store
-from .store.base import UNFINISHED
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +51,7 @@ class Run:
     journalled: bool = True  # False while the store is skipped: nothing to renew or finish
     received_at: float = 0.0  # when the push's first delivery arrived (wall clock)
     attempt: int = 1  # 1 for the first run of the push, 2 for a re-run
+    deadline: float = 0.0  # the deadline of the delivery that started it (monotonic clock); 0: none
     done: threading.Event = field(default_factory=threading.Event)
     reply_xml: bytes | None = None
 
@@ -80,6 +80,9 @@ class Runner:
         self._pid = 0
         self._pool: ThreadPoolExecutor | None = None
         _runners.add(self)
+        # An app that goes away (or a process that exits) writes what it put off first: unwritten, a
+        # push answered in time would look, 3 s later, like a run that died.
+        weakref.finalize(self, _write_outcomes, store, self._outcomes, self._lock)
 
     def start_background(self) -> None:
         """Start this process's pool and lease thread now (a server worker at boot), not at the first push."""
@@ -92,7 +95,7 @@ class Runner:
             if self._pid == os.getpid():
                 return
             self._runs = {}
-            self._outcomes = {}
+            self._outcomes.clear()  # a forked copy's; the same dict, which the finalizer holds
             self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
             self._pool = ThreadPoolExecutor(self.pool_size, thread_name_prefix="wechat-run")
             self._pid = os.getpid()  # before the thread starts: it runs while this holds
@@ -102,10 +105,18 @@ class Runner:
         self._ensure_started()
         return self.owner
 
-    def start(self, key: str, push: Push, journalled: bool = True, received_at: float = 0.0, attempt: int = 1) -> Run:
+    def start(
+        self,
+        key: str,
+        push: Push,
+        journalled: bool = True,
+        received_at: float = 0.0,
+        attempt: int = 1,
+        deadline: float = 0.0,
+    ) -> Run:
         """Run ``push``'s handlers in the pool; the caller holds the claim (or the store is skipped)."""
         self._ensure_started()
-        run = Run(key, push, journalled, received_at, attempt)
+        run = Run(key, push, journalled, received_at, attempt, deadline)
         if journalled:
             with self._lock:
                 self._runs[key] = run
@@ -157,15 +168,7 @@ class Runner:
 
     def write_outcomes(self) -> None:
         """Write the outcomes put off so far, in one store call."""
-        with self._lock:
-            outcomes, self._outcomes = self._outcomes, {}
-        if outcomes:
-            try:
-                self.store.finish_pushes([(key, status, reply) for key, (status, reply) in outcomes.items()])
-            except Exception as exc:
-                _throttle.log(
-                    log, logging.ERROR, "outcomes", "cannot record the outcome of %d pushes: %s", len(outcomes), exc
-                )
+        _write_outcomes(self.store, self._outcomes, self._lock)
 
     def release(self) -> None:
         """Let every held delivery go now (the worker is stopping)."""
@@ -213,6 +216,21 @@ def _keep_leases(ref: weakref.ref[Runner], pid: int) -> None:
         time.sleep(max(0.0, WRITE_EVERY - (time.monotonic() - started)))
 
 
+def _write_outcomes(store: Store, outcomes: dict[str, tuple[str, bytes | None]], lock: threading.Lock) -> None:
+    with lock:
+        batch = dict(outcomes)
+        outcomes.clear()
+    if not batch:
+        return
+    try:
+        store.finish_pushes([(key, status, reply) for key, (status, reply) in batch.items()])
+    except Exception as exc:
+        with lock:  # kept, leases and all, for the next try
+            for key, outcome in batch.items():
+                outcomes.setdefault(key, outcome)
+        _throttle.log(log, logging.ERROR, "outcomes", "cannot record the outcome of %d pushes: %s", len(batch), exc)
+
+
 def release_held_deliveries() -> None:
     """On SIGTERM: every runner in this process lets its held deliveries go, unanswered.
 
@@ -243,7 +261,7 @@ def drain(timeout: float) -> None:
             if not run.journalled:
                 continue
             try:
-                runner.store.set_push_status(run.key, UNFINISHED)
-                log.warning("push %s: its run was still going at shutdown; journalled as unfinished", run.key)
+                if runner.store.mark_unfinished(run.key, runner.owner):
+                    log.warning("push %s: its run was still going at shutdown; journalled as unfinished", run.key)
             except Exception as exc:
                 log.error("push %s: its run was still going at shutdown and cannot be journalled: %s", run.key, exc)

@@ -35,7 +35,7 @@ def whole_graphemes(text: str) -> bool:
     return all(cluster in (FAMILY, "家") for cluster in regex.findall(r"\X", text))
 
 
-def customer_service_app(tmp_path, fake):
+def customer_service_app(tmp_path, fake, **config):
     """The slow plugin's app, sending late work through the fake WeChat API."""
     return make_app(
         tmp_path,
@@ -44,6 +44,7 @@ def customer_service_app(tmp_path, fake):
         WECHAT_API_BASE_URL=fake.base_url,
         WECHAT_APP_ID=fake.app_id,
         WECHAT_APP_SECRET=fake.app_secret,
+        **config,
     )
 
 
@@ -136,3 +137,36 @@ def test_a_held_reply_nobody_takes_is_journalled_late_reply_failed(tmp_path, fak
     key = parse(push).dedup_key
     wait_for(lambda: store.get_push(key).status == "late_reply_failed", 5)
     assert store.take_held_reply("o_gone") is None
+
+
+def test_a_repeat_after_success_in_customer_service_mode_gets_success_not_the_reply_again(tmp_path, fake):
+    """The reply goes through the API once; a repeated delivery must not carry it a second time."""
+    app = customer_service_app(tmp_path, fake, WECHAT_REPLY_DEADLINE="1.0")  # the 1.5 s run is late
+    client, xml = PushClient(app), text_push("sleep 1.5 done", from_user="o_once")
+    assert client.post(xml).body == b"success"
+    wait_for(lambda: fake.requests_to("message/custom/send"))
+    assert client.post(xml).body == b"success"
+    assert len(fake.requests_to("message/custom/send")) == 1
+
+
+def test_a_put_off_outcome_that_fails_to_write_is_written_later(tmp_path, monkeypatch):
+    app = make_app(tmp_path, WECHAT_PLUGINS="tests.plugins.slow")
+    store = app.extensions["wechat"].store
+    real, failures = store.finish_pushes, []
+
+    def fails_once(outcomes):
+        if not failures:
+            failures.append(outcomes)
+            raise OSError("disk I/O error")
+        return real(outcomes)
+
+    monkeypatch.setattr(store, "finish_pushes", fails_once)
+    xml = text_push("written at last")
+    client = PushClient(app)
+    assert client.post(xml).content == "echo: written at last"
+    from app.messages import parse
+
+    key = parse(xml).dedup_key
+    wait_for(lambda: store.get_push(key).status == "answered", 3)
+    assert failures, "the first write failed"
+    assert client.post(xml).content == "echo: written at last"

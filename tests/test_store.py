@@ -333,3 +333,13 @@ def test_outcomes_written_together_finish_only_running_pushes(store):
     assert store.get_push("msg:1").reply == b"<xml>one</xml>"
     assert store.get_push("msg:2").status == "failed"
     assert store.get_push("msg:3").reply == b"<xml>first</xml>", "a finished push keeps its outcome"
+
+
+def test_only_the_owner_marks_its_running_push_unfinished(store):
+    claim(store, "msg:1", owner="w1")
+    assert store.mark_unfinished("msg:1", "w2") is False
+    assert store.mark_unfinished("msg:1", "w1") is True
+    assert store.get_push("msg:1").status == "unfinished"
+    claim(store, "msg:2", owner="w1")
+    store.finish_push("msg:2", ANSWERED, b"<xml/>")
+    assert store.mark_unfinished("msg:2", "w1") is False, "a finished run stays finished"

@@ -100,6 +100,9 @@ class Store(Protocol):
     def abandon(self, key: str) -> bool:
         """Journal a lost run (see :meth:`lapsed_runs`) as abandoned; False if it is not one."""
 
+    def mark_unfinished(self, key: str, owner: str) -> bool:
+        """At shutdown: journal the run ``owner`` still holds as unfinished; False if it ended or is another's."""
+
     def set_push_status(self, key: str, status: str) -> None:
         """Overwrite the status of a push (a stopped worker's unfinished run), and end its lease."""
 

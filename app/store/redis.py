@@ -128,6 +128,18 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 """
 
+# KEYS[1]=push hash, KEYS[2]=running set; ARGV: key, status, "1" to keep it among the runs to pick up,
+# then an owner that must hold it ('' for any) and "1" if it must be running.  1 if set.
+_SET_STATUS = f"""
+local f = redis.call('HMGET', KEYS[1], 'status', 'owner')
+if not f[1] then return 0 end
+if ARGV[5] == '1' and f[1] ~= '{RUNNING}' then return 0 end
+if ARGV[4] ~= '' and f[2] ~= ARGV[4] then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'lease_until', 0)
+if ARGV[3] == '1' then redis.call('ZADD', KEYS[2], 0, ARGV[1]) else redis.call('ZREM', KEYS[2], ARGV[1]) end
+return 1
+"""
+
 # KEYS[1]=push index; ARGV: keys.  Drops the keys whose hash is gone (expired), unless a claim made it again.
 _FORGET = f"""
 for i = 1, #ARGV do
@@ -202,6 +214,7 @@ class RedisStore:
         self._abandon = self.redis.register_script(_ABANDON)
         self._forget = self.redis.register_script(_FORGET)
         self._take_held = self.redis.register_script(_TAKE_HELD)
+        self._set_status = self.redis.register_script(_SET_STATUS)
         self._expired_holds = self.redis.register_script(_EXPIRED_HOLDS)
         self._delete_if = self.redis.register_script(_DELETE_IF)
         self._upsert_job = self.redis.register_script(_UPSERT_JOB)
@@ -246,7 +259,7 @@ class RedisStore:
 
     def get_push(self, key: str, with_body: bool = False) -> PushRecord | None:
         values = self.redis.hmget(PREFIX + "push:" + key, *_FIELDS, *(["body"] if with_body else []))
-        if values[1] is None:
+        if values[0] is None or values[1] is None:
             return None
         return replace(_record(key, values[: len(_FIELDS)]), body=values[len(_FIELDS)] if with_body else None)
 
@@ -280,7 +293,7 @@ class RedisStore:
         for member in self.redis.zrangebyscore(RUNNING_SET, "-inf", f"({now}", start=0, num=limit):
             key = member.decode()
             values = self.redis.hmget(PREFIX + "push:" + key, *_FIELDS, "body")
-            if values[1] is None:  # expired meanwhile
+            if values[0] is None or values[1] is None:  # expired meanwhile
                 self.redis.zrem(RUNNING_SET, member)
                 continue
             found.append(replace(_record(key, values[:-1]), body=values[-1]))
@@ -289,14 +302,13 @@ class RedisStore:
     def abandon(self, key: str) -> bool:
         return self._abandon(keys=[PREFIX + "push:" + key, RUNNING_SET], args=[key, time.time(), ABANDONED]) == 1
 
+    def mark_unfinished(self, key: str, owner: str) -> bool:
+        keys = [PREFIX + "push:" + key, RUNNING_SET]
+        return self._set_status(keys=keys, args=[key, UNFINISHED, "1", owner, "1"]) == 1
+
     def set_push_status(self, key: str, status: str) -> None:
-        name = PREFIX + "push:" + key
-        if self.redis.exists(name):
-            self.redis.hset(name, mapping={"status": status, "lease_until": 0})
-            if status == UNFINISHED:  # still to be picked up, like a lapsed run
-                self.redis.zadd(RUNNING_SET, {key: 0})
-            else:
-                self.redis.zrem(RUNNING_SET, key)
+        keys = [PREFIX + "push:" + key, RUNNING_SET]
+        self._set_status(keys=keys, args=[key, status, "1" if status == UNFINISHED else "0", "", "0"])
 
     # --- held replies -----------------------------------------------------------
 

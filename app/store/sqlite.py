@@ -70,6 +70,7 @@ LEASE_COLUMNS = {
 LIVE_INDEX = (
     f"CREATE INDEX IF NOT EXISTS pushes_live ON pushes (lease_until) WHERE status IN ('{RUNNING}', '{UNFINISHED}')"
 )
+SCHEMA_TIMEOUT = 10.0  # how long start-up waits for another process setting up the schema
 HOLD_MARGIN = 3600.0  # a push outlives its held reply by this much, to record what became of it
 _RECORD = "key, kind, status, reply, received_at, deliveries, attempts, lease_until, late"
 
@@ -89,18 +90,29 @@ class SQLiteStore:
         self._claims = 0
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
-        connection = self._connect()
-        connection.executescript(SCHEMA)
-        columns = {row[1] for row in connection.execute("PRAGMA table_info(pushes)")}
-        for name, declaration in LEASE_COLUMNS.items():
-            if name not in columns:
-                connection.execute(f"ALTER TABLE pushes ADD COLUMN {name} {declaration}")
-        connection.execute(LIVE_INDEX)
-        connection.close()
+        # Workers start together: the schema is set up under the write lock, waiting for it longer
+        # than a request would, so that each sees what the one before it did.
+        connection = self._connect(timeout=max(busy_timeout, SCHEMA_TIMEOUT))
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    connection.execute(statement)
+            columns = {row[1] for row in connection.execute("PRAGMA table_info(pushes)")}
+            for name, declaration in LEASE_COLUMNS.items():
+                if name not in columns:
+                    connection.execute(f"ALTER TABLE pushes ADD COLUMN {name} {declaration}")
+            connection.execute(LIVE_INDEX)
+            connection.execute("COMMIT")
+        finally:
+            connection.close()
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, timeout: float | None = None) -> sqlite3.Connection:
         connection = sqlite3.connect(
-            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+            self.path,
+            timeout=self.busy_timeout if timeout is None else timeout,
+            isolation_level=None,
+            check_same_thread=False,
         )
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
@@ -232,6 +244,13 @@ class SQLiteStore:
         )
         return cursor.rowcount == 1
 
+    def mark_unfinished(self, key: str, owner: str) -> bool:
+        cursor = self.db.execute(
+            "UPDATE pushes SET status = ?, lease_until = 0 WHERE key = ? AND status = ? AND owner = ?",
+            (UNFINISHED, key, RUNNING, owner),
+        )
+        return cursor.rowcount == 1
+
     def set_push_status(self, key: str, status: str) -> None:
         self.db.execute("UPDATE pushes SET status = ?, lease_until = 0 WHERE key = ?", (status, key))
 
@@ -242,10 +261,11 @@ class SQLiteStore:
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
+            db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # never leave this thread's connection holding the write lock
+                db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
 
     # --- held replies -----------------------------------------------------------
 
