@@ -13,7 +13,7 @@ import regex
 
 from app.handoff import later
 from app.signals import message_received
-from app.testing import PushClient, text_push
+from app.testing import PushClient, build_push, text_push
 from tests.conftest import make_app
 from tests.plugins.slow import FAMILY
 
@@ -170,3 +170,38 @@ def test_a_put_off_outcome_that_fails_to_write_is_written_later(tmp_path, monkey
     wait_for(lambda: store.get_push(key).status == "answered", 3)
     assert failures, "the first write failed"
     assert client.post(xml).content == "echo: written at last"
+
+
+@pytest.mark.parametrize("hint", ["", "稍等，马上就好"])
+def test_the_last_delivery_gets_the_hint_by_its_deadline_or_success_when_it_is_empty(tmp_path, hint):
+    """Two deliveries of the push arrived already (on another worker, whose run is alive): this is the third."""
+    app = make_app(tmp_path, WECHAT_REPLY_DEADLINE="1.0", WECHAT_LATE_REPLY_HINT=hint)
+    store = app.extensions["wechat"].store
+    xml = text_push("still going elsewhere")
+    from app.messages import parse
+
+    key = parse(xml).dedup_key
+    for _ in range(2):
+        store.claim_push(key, "text", xml, 60, "another-worker", 60)
+    started = time.monotonic()
+    answer = PushClient(app).post(xml)
+    assert 1.0 <= time.monotonic() - started < 1.3
+    if hint:
+        assert answer.content == hint
+    else:
+        assert answer.body == b"success"
+    assert store.get_push(key).late == "hint", "its reply, when ready, is held for the follower"
+
+
+def test_an_event_does_not_take_a_held_reply_but_the_next_message_does(tmp_path):
+    from app.testing import event_push
+
+    app = make_app(tmp_path, WECHAT_PLUGINS="tests.plugins.slow")
+    client = PushClient(app)
+    client.post(text_push("handoff the time", from_user="o_evt"))
+    wait_for(lambda: held_count(app) == 1)
+    assert client.post(event_push("CLICK", {"EventKey": "K"}, from_user="o_evt")).body == b"success"
+    assert held_count(app) == 1
+    assert client.post(build_push("image", {"PicUrl": "u", "MediaId": "m", "MsgId": 7}, from_user="o_evt")).content == (
+        "looked up: the time"
+    ), "any message type takes it"
