@@ -147,7 +147,7 @@ def test_expired_pushes_are_not_listed(store):
 
 
 def test_redis_keeps_its_push_index_to_live_pushes_and_under_its_cap(empty_redis):
-    from app.store import redis as redis_store
+    from app.store import redis_scripts as redis_store
 
     store = open_store(empty_redis)
     claim(store, "msg:short", ttl=1)
@@ -156,8 +156,8 @@ def test_redis_keeps_its_push_index_to_live_pushes_and_under_its_cap(empty_redis
     store.list_pushes()
     assert store.redis.zrange(redis_store.PUSH_INDEX, 0, -1) == [b"msg:long"], "an expired push leaves the index"
     cap = f"-{redis_store.PUSH_INDEX_CAP + 1}"
-    assert redis_store._CLAIM.count(cap) == 1
-    store._claim = store.redis.register_script(redis_store._CLAIM.replace(cap, "-4"))  # a cap of 3
+    assert redis_store.CLAIM.count(cap) == 1
+    store._claim = store.redis.register_script(redis_store.CLAIM.replace(cap, "-4"))  # a cap of 3
     for index in range(5):
         claim(store, f"msg:{index}")
     assert store.redis.zrange(redis_store.PUSH_INDEX, 0, -1) == [b"msg:2", b"msg:3", b"msg:4"]

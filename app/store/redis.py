@@ -24,180 +24,27 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ..jobs import Job
-from .base import ABANDONED, MAX_ATTEMPTS, RUNNING, UNFINISHED, Claim, PushRecord, StoreUnavailable, to_json
-
-PREFIX = "wechat:"
-RUNNING_SET = PREFIX + "running"
-HELD_EXPIRY = PREFIX + "held-expiry"  # every held reply, by when its hold ends
-HOLD_MARGIN = 3600.0  # a push outlives its held reply by this much, to record what became of it
-PUSH_INDEX = PREFIX + "pushes"
-# The push hashes expire on their own; their index keeps the newest ones only.  Members whose hash
-# expired are dropped when a listing reads them.
-PUSH_INDEX_CAP = 100_000
-
-# The fields of a push record, in the order the scripts return them.
-_FIELDS = ("kind", "status", "reply", "received_at", "deliveries", "attempts", "lease_until", "late")
-
-# Shared by the claim and the take-over: KEYS[1]=push hash, KEYS[2]=running set; ARGV[1]=key,
-# ARGV[4]=now, ARGV[6]=owner, ARGV[7]=lease_until.  Starts a new run if the last one was lost.
-_TAKE_OVER = f"""
-local function take_over()
-  local f = redis.call('HMGET', KEYS[1], 'status', 'lease_until', 'attempts')
-  local lost = (f[1] == '{RUNNING}' and tonumber(f[2]) < tonumber(ARGV[4])) or f[1] == '{UNFINISHED}'
-  if not lost or tonumber(f[3]) >= {MAX_ATTEMPTS} then return 0 end
-  redis.call('HSET', KEYS[1], 'status', '{RUNNING}', 'owner', ARGV[6], 'lease_until', ARGV[7])
-  redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-  redis.call('ZADD', KEYS[2], ARGV[7], ARGV[1])
-  return 1
-end
-local function record(runs)
-  local f = redis.call('HMGET', KEYS[1], {", ".join(repr(name) for name in _FIELDS)})
-  return {{runs, f[1], f[2], f[3] or false, f[4], f[5], f[6], f[7], f[8] or false}}
-end
-"""
-
-# KEYS[3]=push index.  ARGV: key, kind, body, now, ttl, owner, lease_until.  {runs, record fields...}
-_CLAIM = (
-    _TAKE_OVER
-    + f"""
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('HSET', KEYS[1], 'kind', ARGV[2], 'body', ARGV[3], 'received_at', ARGV[4], 'status', '{RUNNING}',
-             'deliveries', 1, 'attempts', 1, 'owner', ARGV[6], 'lease_until', ARGV[7])
-  redis.call('EXPIRE', KEYS[1], ARGV[5])
-  redis.call('ZADD', KEYS[2], ARGV[7], ARGV[1])
-  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
-  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -{PUSH_INDEX_CAP + 1})
-  return record(1)
-end
-redis.call('HINCRBY', KEYS[1], 'deliveries', 1)
-return record(take_over())
-"""
+from .base import ABANDONED, UNFINISHED, Claim, PushRecord, StoreUnavailable, to_json
+from .redis_scripts import (
+    ABANDON,
+    CLAIM,
+    DELETE_IF,
+    EXPIRED_HOLDS,
+    FIELDS,
+    FINISH,
+    FORGET,
+    HELD_EXPIRY,
+    HOLD_MARGIN,
+    MARK_LATE,
+    PREFIX,
+    PUSH_INDEX,
+    RENEW,
+    RUNNING_SET,
+    SET_STATUS,
+    TAKE_HELD,
+    TAKE_OVER_ONLY,
+    UPSERT_JOB,
 )
-
-# ARGV: key, -, -, now, -, owner, lease_until.  1 if taken over.
-_TAKE_OVER_ONLY = (
-    _TAKE_OVER
-    + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-return take_over()
-"""
-)
-
-# KEYS[1]=push hash, KEYS[2]=running set; ARGV: key, status, reply (or '' with ARGV[4]='0').
-_FINISH = (
-    _TAKE_OVER
-    + f"""
-if redis.call('HGET', KEYS[1], 'status') ~= '{RUNNING}' then return false end
-redis.call('HSET', KEYS[1], 'status', ARGV[2])
-if ARGV[4] == '1' then redis.call('HSET', KEYS[1], 'reply', ARGV[3]) end
-redis.call('ZREM', KEYS[2], ARGV[1])
-return record(0)
-"""
-)
-
-# KEYS[1]=push hash; ARGV[1]=how.  1 if marked.
-_MARK_LATE = f"""
-if redis.call('HGET', KEYS[1], 'status') ~= '{RUNNING}' then return 0 end
-redis.call('HSET', KEYS[1], 'late', ARGV[1])
-return 1
-"""
-
-# KEYS[1]=running set; ARGV: owner, until, then keys.  Renews the leases the owner still holds.
-_RENEW = f"""
-for i = 3, #ARGV do
-  local hash = '{PREFIX}push:' .. ARGV[i]
-  local f = redis.call('HMGET', hash, 'owner', 'status')
-  if f[1] == ARGV[1] and f[2] == '{RUNNING}' then
-    redis.call('HSET', hash, 'lease_until', ARGV[2])
-    redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i])
-  end
-end
-return 1
-"""
-
-# KEYS[1]=push hash, KEYS[2]=running set; ARGV: key, now, status.  1 if abandoned.
-_ABANDON = f"""
-local f = redis.call('HMGET', KEYS[1], 'status', 'lease_until')
-local live = f[1] == '{RUNNING}' or f[1] == '{UNFINISHED}'
-if not live or tonumber(f[2]) >= tonumber(ARGV[2]) then
-  if not live then redis.call('ZREM', KEYS[2], ARGV[1]) end
-  return 0
-end
-redis.call('HSET', KEYS[1], 'status', ARGV[3])
-redis.call('ZREM', KEYS[2], ARGV[1])
-return 1
-"""
-
-# KEYS[1]=push hash, KEYS[2]=running set; ARGV: key, status, "1" to keep it among the runs to pick up,
-# then an owner that must hold it ('' for any) and "1" if it must be running.  1 if set.
-_SET_STATUS = f"""
-local f = redis.call('HMGET', KEYS[1], 'status', 'owner')
-if not f[1] then return 0 end
-if ARGV[5] == '1' and f[1] ~= '{RUNNING}' then return 0 end
-if ARGV[4] ~= '' and f[2] ~= ARGV[4] then return 0 end
-redis.call('HSET', KEYS[1], 'status', ARGV[2], 'lease_until', 0)
-if ARGV[3] == '1' then redis.call('ZADD', KEYS[2], 0, ARGV[1]) else redis.call('ZREM', KEYS[2], ARGV[1]) end
-return 1
-"""
-
-# KEYS[1]=push index; ARGV: keys.  Drops the keys whose hash is gone (expired), unless a claim made it again.
-_FORGET = f"""
-for i = 1, #ARGV do
-  if redis.call('EXISTS', '{PREFIX}push:' .. ARGV[i]) == 0 then redis.call('ZREM', KEYS[1], ARGV[i]) end
-end
-return 1
-"""
-
-# KEYS[1]=held list, KEYS[2]=expiry set; ARGV[1]=now.  The oldest live reply, dropping expired ones.
-# An item is its member in the expiry set, "EXPIRES US OPENID US PUSH US NONCE" (US: the unit separator,
-# which no openid or push key holds), then the record separator RS, then the reply.
-_TAKE_HELD = """
-while true do
-  local item = redis.call('LPOP', KEYS[1])
-  if not item then return false end
-  local cut = string.find(item, '\\30', 1, true)
-  local member = string.sub(item, 1, cut - 1)
-  local removed = redis.call('ZREM', KEYS[2], member)
-  local expires = tonumber(string.sub(member, 1, string.find(member, '\\31', 1, true) - 1))
-  if removed == 1 and expires > tonumber(ARGV[1]) then return string.sub(item, cut + 1) end
-end
-"""
-
-# KEYS[1]=expiry set; ARGV: now, limit.  Removes the expired members and returns them.
-_EXPIRED_HOLDS = """
-local members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-for _, member in ipairs(members) do redis.call('ZREM', KEYS[1], member) end
-return members
-"""
-
-
-# KEYS[1]=key; ARGV[1]=expected value.  1 if deleted.
-_DELETE_IF = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-# KEYS[1]=job hash, KEYS[2]=index; ARGV: created_at, index member, N, "1" when created_at is
-# the send's own (else the index keeps the position it has), then field/value pairs: the
-# first N pairs are set, the rest only where the field is missing.
-_UPSERT_JOB = """
-local always = tonumber(ARGV[3])
-local pair = 0
-for i = 5, #ARGV, 2 do
-  if pair < always then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  else
-    redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1])
-  end
-  pair = pair + 1
-end
-if ARGV[4] == '1' then
-  redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
-else
-  redis.call('ZADD', KEYS[2], 'NX', ARGV[1], ARGV[2])
-end
-return 1
-"""
 
 
 class RedisStore:
@@ -206,18 +53,18 @@ class RedisStore:
             url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
         )
         self.redis.ping()
-        self._claim = self.redis.register_script(_CLAIM)
-        self._take_over = self.redis.register_script(_TAKE_OVER_ONLY)
-        self._finish = self.redis.register_script(_FINISH)
-        self._mark_late = self.redis.register_script(_MARK_LATE)
-        self._renew = self.redis.register_script(_RENEW)
-        self._abandon = self.redis.register_script(_ABANDON)
-        self._forget = self.redis.register_script(_FORGET)
-        self._take_held = self.redis.register_script(_TAKE_HELD)
-        self._set_status = self.redis.register_script(_SET_STATUS)
-        self._expired_holds = self.redis.register_script(_EXPIRED_HOLDS)
-        self._delete_if = self.redis.register_script(_DELETE_IF)
-        self._upsert_job = self.redis.register_script(_UPSERT_JOB)
+        self._claim = self.redis.register_script(CLAIM)
+        self._take_over = self.redis.register_script(TAKE_OVER_ONLY)
+        self._finish = self.redis.register_script(FINISH)
+        self._mark_late = self.redis.register_script(MARK_LATE)
+        self._renew = self.redis.register_script(RENEW)
+        self._abandon = self.redis.register_script(ABANDON)
+        self._forget = self.redis.register_script(FORGET)
+        self._take_held = self.redis.register_script(TAKE_HELD)
+        self._set_status = self.redis.register_script(SET_STATUS)
+        self._expired_holds = self.redis.register_script(EXPIRED_HOLDS)
+        self._delete_if = self.redis.register_script(DELETE_IF)
+        self._upsert_job = self.redis.register_script(UPSERT_JOB)
         self._probe: tuple[float, redis.ConnectionPool] | None = None
 
     def close(self) -> None:
@@ -258,10 +105,10 @@ class RedisStore:
         return self._mark_late(keys=[PREFIX + "push:" + key], args=[how]) == 1
 
     def get_push(self, key: str, with_body: bool = False) -> PushRecord | None:
-        values = self.redis.hmget(PREFIX + "push:" + key, *_FIELDS, *(["body"] if with_body else []))
+        values = self.redis.hmget(PREFIX + "push:" + key, *FIELDS, *(["body"] if with_body else []))
         if values[0] is None or values[1] is None:
             return None
-        return replace(_record(key, values[: len(_FIELDS)]), body=values[len(_FIELDS)] if with_body else None)
+        return replace(_record(key, values[: len(FIELDS)]), body=values[len(FIELDS)] if with_body else None)
 
     def list_pushes(self, status: str | None = None, limit: int = 100) -> list[PushRecord]:
         found: list[PushRecord] = []
@@ -277,7 +124,7 @@ class RedisStore:
             newest = page[-1][1]  # inclusive: members sharing the last score come again, and are skipped
             pipe = self.redis.pipeline(transaction=False)
             for member in members:
-                pipe.hmget(PREFIX + "push:" + member.decode(), *_FIELDS)
+                pipe.hmget(PREFIX + "push:" + member.decode(), *FIELDS)
             gone = []
             for member, values in zip(members, pipe.execute(), strict=True):
                 if values[1] is None:  # expired
@@ -292,7 +139,7 @@ class RedisStore:
         found = []
         for member in self.redis.zrangebyscore(RUNNING_SET, "-inf", f"({now}", start=0, num=limit):
             key = member.decode()
-            values = self.redis.hmget(PREFIX + "push:" + key, *_FIELDS, "body")
+            values = self.redis.hmget(PREFIX + "push:" + key, *FIELDS, "body")
             if values[0] is None or values[1] is None:  # expired meanwhile
                 self.redis.zrem(RUNNING_SET, member)
                 continue
