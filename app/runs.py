@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 LEASE = 3.0  # a run's lease lapses this long after its last renewal
 RENEW_EVERY = 1.0
-WRITE_EVERY = 0.25  # outcomes put off by fast runs are written this often, together
+WRITE_EVERY = 0.5  # outcomes put off by fast runs are written this often, together
 
 _runners: weakref.WeakSet[Runner] = weakref.WeakSet()
 _throttle = Throttle()  # the lease thread's failures repeat every second while the store is down

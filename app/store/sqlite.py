@@ -71,6 +71,7 @@ LIVE_INDEX = (
     f"CREATE INDEX IF NOT EXISTS pushes_live ON pushes (lease_until) WHERE status IN ('{RUNNING}', '{UNFINISHED}')"
 )
 SCHEMA_TIMEOUT = 10.0  # how long start-up waits for another process setting up the schema
+BATCH_TIMEOUT = 5.0  # how long a batch of put-off outcomes waits for the lock
 HOLD_MARGIN = 3600.0  # a push outlives its held reply by this much, to record what became of it
 _RECORD = "key, kind, status, reply, received_at, deliveries, attempts, lease_until, late"
 
@@ -196,11 +197,17 @@ class SQLiteStore:
         return None if row is None else _record(row)
 
     def finish_pushes(self, outcomes: Sequence[tuple[str, str, bytes | None]]) -> None:
-        with self._transaction() as db:  # one transaction for them all: the point of putting them off
-            db.executemany(
-                "UPDATE pushes SET status = ?, reply = ? WHERE key = ? AND status = ?",
-                [(status, reply, key, RUNNING) for key, status, reply in outcomes],
-            )
+        # Off the request path, so it may wait for the lock longer than a request would.
+        db = self.db
+        db.execute(f"PRAGMA busy_timeout = {int(BATCH_TIMEOUT * 1000)}")
+        try:
+            with self._transaction() as db:  # one transaction for them all: the point of putting them off
+                db.executemany(
+                    "UPDATE pushes SET status = ?, reply = ? WHERE key = ? AND status = ?",
+                    [(status, reply, key, RUNNING) for key, status, reply in outcomes],
+                )
+        finally:
+            db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
 
     def mark_late(self, key: str, how: str) -> bool:
         cursor = self.db.execute("UPDATE pushes SET late = ? WHERE key = ? AND status = ?", (how, key, RUNNING))
