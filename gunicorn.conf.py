@@ -9,8 +9,9 @@ calls do not yield).  The app is loaded before forking so a bad setting stops th
 master with its one-line message; the store opens its connections lazily, per
 process.
 
-On SIGTERM a worker lets its held deliveries go at once, unanswered, so that
-WeChat delivers again to a live worker; it then waits for running handlers
+On SIGTERM a worker lets the held deliveries that are not a push's last go at
+once, unanswered, so that WeChat delivers again to a live worker (the others are
+answered as at their deadline); it then waits for running handlers
 until shortly before the graceful timeout and journals what is left as
 unfinished.
 

@@ -232,7 +232,8 @@ def _write_outcomes(store: Store, outcomes: dict[str, tuple[str, bytes | None]],
 
 
 def release_held_deliveries() -> None:
-    """On SIGTERM: every runner in this process lets its held deliveries go, unanswered.
+    """On SIGTERM: every runner in this process lets its held deliveries go (those that are not a push's
+    last, unanswered; the others are answered as at their deadline).
 
     WeChat then delivers the push again, to a worker that is not stopping, and
     that delivery takes the run over once its lease lapses.
