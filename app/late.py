@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 
 HINT, SENT_LATER = "hint", "customer_service"  # the store's ``late`` marks
 RERUN_WITHIN = 15.0  # WeChat's three deliveries are over by then
-MAX_ATTEMPTS = 2  # the first run and one re-run
 
 
 class LateReplies:
@@ -112,7 +111,8 @@ class LateReplies:
         # takes the run over.  (And a run that answered in time but died before writing its outcome
         # must not run twice.)
         answered_without_it = record.late is not None
-        if record.attempts < MAX_ATTEMPTS and answered_without_it and (record.late == HINT or age < RERUN_WITHIN):
+        may_run_again = record.can_take_over(time.time())  # lost, with a run left: the store's own rule
+        if may_run_again and answered_without_it and (record.late == HINT or age < RERUN_WITHIN):
             rerun(record)
         elif age >= RERUN_WITHIN:
             if self.store.abandon(record.key):
