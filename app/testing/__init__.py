@@ -1,14 +1,17 @@
 """Testing a plugin: pushes posted the way WeChat posts them, and a fake WeChat API.
 
-The push kit (:mod:`app.testing.pushes`) is re-exported here::
+The push kit (:mod:`app.testing.pushes`), :func:`fresh_push` and the sample pushes
+(:mod:`app.testing.samples`) are re-exported here::
 
-    from app.testing import PushClient, text_push
+    from app.testing import PushClient, sample, text_push
 
 The fake WeChat API (:mod:`app.testing.fakeapi`) is not: import
 ``FakeWeChatAPI`` from its module, or run it on its own with
-``python -m app.testing.fakeapi [--port N]``.
+``python -m app.testing.fakeapi [--port N]``.  The pytest fixtures that put these
+together are in the top-level module ``pytest_wechat``, which pytest loads by itself.
 """
 
+from .fresh import fresh_push, new_msg_id
 from .pushes import (
     CallbackAnswer,
     PushClient,
@@ -19,6 +22,7 @@ from .pushes import (
     signed_query,
     text_push,
 )
+from .samples import sample, sample_names, sample_path
 
 __all__ = [
     "CallbackAnswer",
@@ -26,7 +30,12 @@ __all__ = [
     "build_push",
     "encrypt_push",
     "event_push",
+    "fresh_push",
+    "new_msg_id",
     "open_reply",
+    "sample",
+    "sample_names",
+    "sample_path",
     "signed_query",
     "text_push",
 ]

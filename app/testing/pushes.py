@@ -113,6 +113,11 @@ class CallbackAnswer:
         return None if root is None else root.findtext(path)
 
     @property
+    def success(self) -> bool:
+        """Whether the callback answered ``success``: no handler replied."""
+        return self.status == 200 and self.body == b"success"
+
+    @property
     def msg_type(self) -> str | None:
         return self.field("MsgType")
 
