@@ -37,7 +37,7 @@ only when a test uses one of the fixtures.
 from __future__ import annotations
 
 import os
-import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -59,16 +59,25 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _kit() -> Any:
-    """:mod:`app.testing.kit`, imported now; a clear failure when another package called ``app`` is in the way."""
+    """:mod:`app.testing.kit`, imported now; a clear failure when another package called ``app`` is in the way.
+
+    This module and the package are installed side by side, so the package ``import app``
+    finds must sit next to this file.
+    """
+    ours = Path(__file__).resolve().parent / "app"
     try:
-        from app.testing import kit
-    except ImportError as exc:
-        found = getattr(sys.modules.get("app"), "__file__", None) or "another package"
+        import app
+    except ImportError:
+        app = None
+    found = Path(getattr(app, "__file__", None) or "nowhere").resolve()
+    if found.parent != ours:
         pytest.fail(
-            f"the wechat_* fixtures need wechat-callback's package `app`, but `import app` finds {found} ({exc}). "
+            f"the wechat_* fixtures need wechat-callback's package `app` ({ours}), but `import app` finds {found}. "
             "Run these tests where your own `app` package is not importable as `app`.",
             pytrace=False,
         )
+    from app.testing import kit
+
     return kit
 
 
