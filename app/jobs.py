@@ -5,6 +5,8 @@ Pure data.  The client reports a :class:`Job` for every ``msg_id`` WeChat accept
 events complete it (:mod:`app.tracking`).  A finish event can arrive before the
 send's record is written (WeChat is fast and the send's answer slow), so both
 sides write with an upsert and neither overwrites what only the other knows.
+A withdrawal (``message/mass/delete``) is noted beside the status, which it leaves
+as it was: WeChat sends no event for it, and the send did go out.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class Job:
     counts: dict[str, int] = field(default_factory=dict)  # total, filter, sent, error
     detail: dict[str, Any] = field(default_factory=dict)  # what was sent; copyright results
     finished_at: float | None = None
+    deleted_at: float | None = None  # when ``mass delete`` withdrew it (its status stays as it was)
+    deleted_article: int | None = None  # the article withdrawn (1-based), or None for the whole send
 
 
 def status_of(finish_status: str | None) -> str:

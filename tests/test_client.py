@@ -139,8 +139,81 @@ def test_text_goes_out_as_utf8_json_without_escapes(fake, client):
             lambda c: c.send_text(ALICE, "hi", kf_account="kf2001@gh_test"),
             {"msgtype": "text", "text": {"content": "hi"}, "customservice": {"kf_account": "kf2001@gh_test"}},
         ),
+        (
+            lambda c: c.send_news(ALICE, [{"url": "https://e.example/2", "picurl": "https://e.example/2.jpg"}]),
+            {
+                "msgtype": "news",
+                "news": {"articles": [{"url": "https://e.example/2", "picurl": "https://e.example/2.jpg"}]},
+            },
+        ),
+        (
+            lambda c: c.send_mpnewsarticle(ALICE, "ART_1", kf_account="kf2001@gh_test"),
+            {
+                "msgtype": "mpnewsarticle",
+                "mpnewsarticle": {"article_id": "ART_1"},
+                "customservice": {"kf_account": "kf2001@gh_test"},
+            },
+        ),
+        (
+            lambda c: c.send_msgmenu(
+                ALICE, [("101", "满意"), {"id": "102", "content": "不满意"}], "您对本次服务是否满意呢？", "欢迎再次光临"
+            ),
+            {
+                "msgtype": "msgmenu",
+                "msgmenu": {
+                    "head_content": "您对本次服务是否满意呢？",
+                    "list": [{"id": "101", "content": "满意"}, {"id": "102", "content": "不满意"}],
+                    "tail_content": "欢迎再次光临",
+                },
+            },
+        ),
+        (
+            lambda c: c.send_msgmenu(ALICE, [("1", "yes")]),
+            {"msgtype": "msgmenu", "msgmenu": {"list": [{"id": "1", "content": "yes"}]}},
+        ),
+        (lambda c: c.send_wxcard(ALICE, "CARD_1"), {"msgtype": "wxcard", "wxcard": {"card_id": "CARD_1"}}),
+        (
+            lambda c: c.send_miniprogrampage(ALICE, "wxmini", "pages/index?a=1", "THUMB_3", title="小程序"),
+            {
+                "msgtype": "miniprogrampage",
+                "miniprogrampage": {
+                    "title": "小程序",
+                    "appid": "wxmini",
+                    "pagepath": "pages/index?a=1",
+                    "thumb_media_id": "THUMB_3",
+                },
+            },
+        ),
+        (
+            lambda c: c.send_link(ALICE, "链接", "https://e.example/l", "https://e.example/t.jpg", description="d"),
+            {
+                "msgtype": "link",
+                "link": {
+                    "title": "链接",
+                    "description": "d",
+                    "url": "https://e.example/l",
+                    "thumb_url": "https://e.example/t.jpg",
+                },
+            },
+        ),
     ],
-    ids=["image", "voice", "video", "video-bare", "music", "news", "mpnews", "kf_account"],
+    ids=[
+        "image",
+        "voice",
+        "video",
+        "video-bare",
+        "music",
+        "news",
+        "mpnews",
+        "kf_account",
+        "news-without-title",
+        "mpnewsarticle",
+        "msgmenu",
+        "msgmenu-bare",
+        "wxcard",
+        "miniprogrampage",
+        "link",
+    ],
 )
 def test_each_customer_service_message(fake, client, send, expected):
     send(client)
@@ -151,12 +224,22 @@ def test_each_customer_service_message(fake, client, send, expected):
     assert sent.body == wire(sent.json)  # UTF-8, compact, no escapes
 
 
-def test_news_takes_one_article_and_needs_a_title(fake, client):
+def test_news_takes_one_article_with_at_least_one_field(fake, client):
     two = [{"title": "a"}, {"title": "b"}]
     with pytest.raises(ValueError, match="1 article"):
         client.send_news(ALICE, two)
-    with pytest.raises(ValueError, match="'title'"):
-        client.send_news(ALICE, [{"description": "no title"}])
+    with pytest.raises(ValueError, match="article 1: give at least one of title"):
+        client.send_news(ALICE, [{}])
+    with pytest.raises(ValueError, match="unknown field 'thumb_url'"):
+        client.send_news(ALICE, [{"title": "t", "thumb_url": "x"}])
+    assert fake.requests == []
+
+
+def test_a_menu_needs_items_with_an_id_and_content(fake, client):
+    with pytest.raises(ValueError, match="at least one item"):
+        client.send_msgmenu(ALICE, [])
+    with pytest.raises(ValueError, match="menu item 2: field 'content' is required"):
+        client.send_msgmenu(ALICE, [("1", "yes"), {"id": "2"}])
     assert fake.requests == []
 
 
@@ -265,7 +348,68 @@ def test_mass_send_to_fewer_than_two_openids_is_refused_before_any_call(fake, cl
 def test_mass_send_of_an_unknown_type_is_refused_before_any_call(fake, client):
     with pytest.raises(ValueError, match="mass send type"):
         client.mass_send_to_tag("video", "M", 1)
+    with pytest.raises(ValueError, match="only with an mpvideo"):
+        client.mass_send_to_tag("image", "M", 1, title="t")
     assert fake.requests == []
+
+
+def test_a_mass_video_goes_through_uploadvideo_with_its_title_and_description(fake, client, store):
+    uploaded = client.upload_video("VIDEO_RAW", title="发布会", description="全程回放")
+    by_tag = client.mass_send_to_tag("mpvideo", uploaded["media_id"], 3)
+    by_openid = client.mass_send_to_openids(
+        [ALICE, BOB], "mpvideo", uploaded["media_id"], title="发布会", description="全程回放"
+    )
+
+    assert only(fake.requests_to("media/uploadvideo")).json == {
+        "media_id": "VIDEO_RAW",
+        "title": "发布会",
+        "description": "全程回放",
+    }
+    assert uploaded["type"] == "video" and uploaded["media_id"].startswith("fake-video-")
+    sendall = only(fake.requests_to("message/mass/sendall")).json
+    assert (sendall["msgtype"], sendall["mpvideo"]) == ("mpvideo", {"media_id": uploaded["media_id"]})
+    send = only(fake.requests_to("message/mass/send")).json
+    assert send["mpvideo"] == {"media_id": uploaded["media_id"], "title": "发布会", "description": "全程回放"}
+    assert store.get_job(jobs.MASS, str(by_tag)).status == "submitted"
+    assert store.get_job(jobs.MASS, str(by_openid[0])).target == "openids:2"
+
+
+def test_a_mass_card(fake, client):
+    client.mass_send_to_all("wxcard", "CARD_1")
+
+    sent = only(fake.requests_to("message/mass/sendall")).json
+    assert (sent["filter"], sent["msgtype"], sent["wxcard"]) == ({"is_to_all": True}, "wxcard", {"card_id": "CARD_1"})
+
+
+def test_mass_preview_goes_to_one_follower_and_records_no_job(fake, client, store):
+    by_openid = client.mass_preview("text", CHINESE_EMOJI, openid=ALICE)
+    client.mass_preview("mpnews", "NEWS_1", wxname="some_wechat_id")
+
+    first, second = fake.requests_to("message/mass/preview")
+    assert first.json == {"touser": ALICE, "text": {"content": CHINESE_EMOJI}, "msgtype": "text"}
+    assert second.json == {"towxname": "some_wechat_id", "mpnews": {"media_id": "NEWS_1"}, "msgtype": "mpnews"}
+    assert isinstance(by_openid, int)
+    assert store.list_jobs() == []
+    with pytest.raises(ValueError, match="exactly one of openid or wxname"):
+        client.mass_preview("text", "x", openid=ALICE, wxname="w")
+    assert len(fake.requests_to("message/mass/preview")) == 2
+
+
+def test_mass_speed(fake, client):
+    assert client.mass_speed() == {"speed": 0, "realspeed": 80}
+    client.set_mass_speed(3)
+    assert client.mass_speed() == {"speed": 3, "realspeed": 30}
+    assert only(fake.requests_to("message/mass/speed/set")).json == {"speed": 3}
+    with pytest.raises(ValueError, match="0 to 4"):
+        client.set_mass_speed(5)
+
+
+def test_a_long_mass_send_reports_its_progress_after_each_call(fake, client):
+    seen = []
+
+    client.mass_send_to_openids([f"o{n:027d}" for n in range(25_001)], "text", "hi", progress=lambda *p: seen.append(p))
+
+    assert seen == [(0, 25_001), (8_334, 25_001), (16_668, 25_001), (25_001, 25_001)]
 
 
 def test_mass_delete_and_get(fake, client):
@@ -282,7 +426,12 @@ def test_mass_delete_and_get(fake, client):
 def test_template_send(fake, client, store):
     data = {"first": {"value": "您好😀", "color": "#173177"}, "keyword1": {"value": "订单 42"}}
     msgid = client.send_template(
-        ALICE, "TPL_1", data, url="https://e.example/o/42", miniprogram={"appid": "wxmini", "pagepath": "pages/o?id=42"}
+        ALICE,
+        "TPL_1",
+        data,
+        url="https://e.example/o/42",
+        miniprogram={"appid": "wxmini", "pagepath": "pages/o?id=42"},
+        topcolor="#FF0000",
     )
 
     sent = only(fake.requests_to("message/template/send"))
@@ -295,6 +444,7 @@ def test_template_send(fake, client, store):
         "data": data,
         "url": "https://e.example/o/42",
         "miniprogram": {"appid": "wxmini", "pagepath": "pages/o?id=42"},
+        "topcolor": "#FF0000",
     }
     assert "您好😀".encode() in sent.body and b"\\u" not in sent.body
     assert isinstance(msgid, int)

@@ -10,10 +10,10 @@ template send WeChat accepts to its ``on_send`` hook.
 Each API group is a module of its own, and :class:`WeChatClient` has them all:
 
 * :mod:`.base`: the call itself, retries, decoding, the token fetch, redaction;
-* :mod:`.custom`: customer-service messages (``send_text``, ``send_news``, ...);
-* :mod:`.media`: ``upload_news``;
+* :mod:`.custom`: customer-service messages (``send_text``, ``send_news``, ``send_msgmenu``, ...);
+* :mod:`.media`: ``upload_news``, ``upload_video``;
 * :mod:`.mass`: ``mass_send_to_tag``, ``mass_send_to_all``, ``mass_send_to_openids``,
-  ``mass_delete``, ``mass_status``;
+  ``mass_preview``, ``mass_delete``, ``mass_status``, ``mass_speed``, ``set_mass_speed``;
 * :mod:`.template`: ``send_template``.
 """
 

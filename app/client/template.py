@@ -18,8 +18,14 @@ class TemplateMessages(ClientBase):
         url: str | None = None,
         miniprogram: Mapping[str, str] | None = None,
         client_msg_id: str | None = None,
+        topcolor: str | None = None,
     ) -> int:
-        """``message/template/send``; returns the msgid.  ``data`` maps each key to ``{"value", "color"}``."""
+        """``message/template/send``; returns the msgid.  ``data`` maps each key to ``{"value", "color"}``.
+
+        ``miniprogram`` is ``{"appid", "pagepath"}`` (pagepath optional): the mini program opened on a tap,
+        before ``url``.  ``topcolor`` is the colour of the message's top bar (``#FF0000``), an older field
+        that WeChat still takes.
+        """
         body: dict[str, Any] = {
             "touser": openid,
             "template_id": template_id,
@@ -28,6 +34,8 @@ class TemplateMessages(ClientBase):
         }
         if url:
             body["url"] = url
+        if topcolor:
+            body["topcolor"] = topcolor
         if miniprogram:
             body["miniprogram"] = pick(miniprogram, ("appid", "pagepath"), required=("appid",))
         answer = self.call("message/template/send", body)

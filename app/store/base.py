@@ -140,6 +140,12 @@ class Store(Protocol):
     def finish_job(self, job: Job) -> None:
         """Record a finish result; keeps what the send recorded."""
 
+    def mark_job_deleted(self, kind: str, msg_id: str, deleted_at: float, article_idx: int | None = None) -> bool:
+        """Note that the job was withdrawn (its ``article_idx``, or all of it); False if no such job is recorded.
+
+        Its status and finish result stay as they were.
+        """
+
     def get_job(self, kind: str, msg_id: str) -> Job | None: ...
 
     def list_jobs(self, status: str | None = None, limit: int = 100) -> list[Job]:

@@ -221,6 +221,11 @@ class RedisStore:
 
     # --- jobs -----------------------------------------------------------------
 
+    def mark_job_deleted(self, kind: str, msg_id: str, deleted_at: float, article_idx: int | None = None) -> bool:
+        article = "" if article_idx is None else str(article_idx)
+        key = PREFIX + f"job:{kind}:{msg_id}"
+        return bool(self.redis.eval(MARK_JOB_DELETED, 1, key, deleted_at, article))
+
     def save_job(self, job: Job) -> None:
         self._write_job(
             job,
@@ -270,6 +275,14 @@ class RedisStore:
         return found
 
 
+# KEYS[1]=job hash; ARGV: deleted_at, deleted_article ("" for the whole send).  1 if the job exists.
+MARK_JOB_DELETED = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'deleted_at', ARGV[1], 'deleted_article', ARGV[2])
+return 1
+"""
+
+
 def _job(kind: str, msg_id: str, data: dict[bytes, bytes]) -> Job:
     text = {name.decode(): value.decode() for name, value in data.items()}
     detail = {**json.loads(text.get("send_detail") or "{}"), **json.loads(text.get("finish_detail") or "{}")}
@@ -283,6 +296,8 @@ def _job(kind: str, msg_id: str, data: dict[bytes, bytes]) -> Job:
         counts=json.loads(text.get("counts") or "{}"),
         detail=detail,
         finished_at=float(text["finished_at"]) if text.get("finished_at") else None,
+        deleted_at=float(text["deleted_at"]) if text.get("deleted_at") else None,
+        deleted_article=int(text["deleted_article"]) if text.get("deleted_article") else None,
     )
 
 

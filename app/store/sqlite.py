@@ -104,6 +104,7 @@ class SQLiteStore:
                 if name not in columns:
                     connection.execute(f"ALTER TABLE pushes ADD COLUMN {name} {declaration}")
             connection.execute(LIVE_INDEX)
+            _add_job_columns(connection)
             connection.execute("COMMIT")
         finally:
             connection.close()
@@ -372,6 +373,13 @@ class SQLiteStore:
 
     # --- jobs -----------------------------------------------------------------
 
+    def mark_job_deleted(self, kind: str, msg_id: str, deleted_at: float, article_idx: int | None = None) -> bool:
+        cursor = self.db.execute(
+            "UPDATE jobs SET deleted_at = ?, deleted_article = ? WHERE kind = ? AND msg_id = ?",
+            (deleted_at, article_idx, kind, msg_id),
+        )
+        return cursor.rowcount > 0
+
     def save_job(self, job: Job) -> None:
         self.db.execute(
             "INSERT INTO jobs (kind, msg_id, target, created_at, status, counts, detail) VALUES (?, ?, ?, ?, ?, ?, ?) "
@@ -387,17 +395,7 @@ class SQLiteStore:
             "ON CONFLICT (kind, msg_id) DO UPDATE SET status = excluded.status, "
             "finish_status = excluded.finish_status, counts = excluded.counts, "
             "detail = json_patch(jobs.detail, excluded.detail), finished_at = excluded.finished_at",
-            (
-                job.kind,
-                job.msg_id,
-                job.target,
-                job.created_at,
-                job.status,
-                job.finish_status,
-                to_json(job.counts),
-                to_json(job.detail),
-                job.finished_at,
-            ),
+            (*_job_key(job), job.status, job.finish_status, to_json(job.counts), to_json(job.detail), job.finished_at),
         )
 
     def get_job(self, kind: str, msg_id: str) -> Job | None:
@@ -416,22 +414,27 @@ class SQLiteStore:
         return [_job(row) for row in rows]
 
 
-_JOB_COLUMNS = "msg_id, kind, target, created_at, status, finish_status, counts, detail, finished_at"
+_JOB_COLUMNS = (
+    "msg_id, kind, target, created_at, status, finish_status, counts, detail, finished_at, deleted_at, deleted_article"
+)
+# Columns added to ``jobs`` with ``mass delete``'s note; an older store gets them at start-up.
+JOB_DELETE_COLUMNS = {"deleted_at": "REAL", "deleted_article": "INTEGER"}
+
+
+def _add_job_columns(connection: sqlite3.Connection) -> None:
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(jobs)")}
+    for name, declaration in JOB_DELETE_COLUMNS.items():
+        if name not in columns:
+            connection.execute(f"ALTER TABLE jobs ADD COLUMN {name} {declaration}")
+
+
+def _job_key(job: Job) -> tuple[str, str, str, float]:
+    return job.kind, job.msg_id, job.target, job.created_at
 
 
 def _job(row: tuple) -> Job:
-    msg_id, kind, target, created_at, status, finish_status, counts, detail, finished_at = row
-    return Job(
-        msg_id=msg_id,
-        kind=kind,
-        target=target,
-        created_at=created_at,
-        status=status,
-        finish_status=finish_status,
-        counts=json.loads(counts),
-        detail=json.loads(detail),
-        finished_at=finished_at,
-    )
+    """A ``jobs`` row (in ``_JOB_COLUMNS`` order, which is :class:`Job`'s field order) as a Job."""
+    return Job(*row[:6], json.loads(row[6]), json.loads(row[7]), *row[8:])  # type: ignore[misc]
 
 
 def _record(row: tuple) -> PushRecord:

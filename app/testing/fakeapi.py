@@ -64,6 +64,7 @@ ERRMSGS = {
     40001: "invalid credential, access_token is invalid or not latest",
     40002: "invalid grant_type",
     40003: "invalid openid",
+    40007: "invalid media_id",
     40013: "invalid appid",
     40014: "invalid access_token",
     40125: "invalid appsecret",
@@ -74,6 +75,7 @@ ERRMSGS = {
     45009: "reach max api daily quota limit",
     45011: "api minute-quota reach limit mustslower retry next minute",
     45015: "response out of time limit or subscription is canceled",
+    45083: "the speed is out of range",
     47001: "data format error",
 }
 
@@ -105,15 +107,20 @@ class FakeWeChatAPI:
         self._issued: list[str] = []
         self._ids = itertools.count(1000000001)
         self._clientmsgids: dict[str, int] = {}
+        self.mass_speed = 0  # what message/mass/speed/set last set
         self._routes: dict[str, Route] = {
-            "/cgi-bin/message/custom/send": lambda request: {"errcode": 0, "errmsg": "ok"},
+            "/cgi-bin/message/custom/send": self._custom_send,
             "/cgi-bin/message/custom/typing": lambda request: {"errcode": 0, "errmsg": "ok"},
             "/cgi-bin/getcallbackip": lambda request: {"ip_list": ["127.0.0.1", "::1"]},
             "/cgi-bin/media/uploadnews": self._upload_news,
+            "/cgi-bin/media/uploadvideo": self._upload_video,
             "/cgi-bin/message/mass/sendall": self._mass_send,
             "/cgi-bin/message/mass/send": self._mass_send,
             "/cgi-bin/message/mass/delete": lambda request: {"errcode": 0, "errmsg": "ok"},
             "/cgi-bin/message/mass/get": self._mass_get,
+            "/cgi-bin/message/mass/preview": self._mass_preview,
+            "/cgi-bin/message/mass/speed/get": self._speed_get,
+            "/cgi-bin/message/mass/speed/set": self._speed_set,
             "/cgi-bin/message/template/send": self._template_send,
         }
         self._connections = 0
@@ -326,6 +333,32 @@ class FakeWeChatAPI:
     def _next_id(self) -> int:
         with self._lock:
             return next(self._ids)
+
+    def _custom_send(self, request: Request) -> dict[str, Any]:
+        msgtype = request.json.get("msgtype")
+        if not request.json.get("touser") or not isinstance(request.json.get(msgtype), dict):
+            return _errcode(47001)  # no recipient, or no object named by msgtype
+        return {"errcode": 0, "errmsg": "ok"}
+
+    def _upload_video(self, request: Request) -> dict[str, Any]:
+        if not request.json.get("media_id"):
+            return _errcode(40007)
+        return {"type": "video", "media_id": f"fake-video-{self._next_id()}", "created_at": int(time.time())}
+
+    def _mass_preview(self, request: Request) -> dict[str, Any]:
+        if not request.json.get("touser") and not request.json.get("towxname"):
+            return _errcode(40003)
+        return {"errcode": 0, "errmsg": "preview success", "msg_id": self._next_id()}
+
+    def _speed_get(self, request: Request) -> dict[str, Any]:
+        return {"speed": self.mass_speed, "realspeed": (80, 60, 45, 30, 10)[self.mass_speed]}
+
+    def _speed_set(self, request: Request) -> dict[str, Any]:
+        speed = request.json.get("speed")
+        if not isinstance(speed, int) or not 0 <= speed <= 4:
+            return _errcode(45083)
+        self.mass_speed = speed
+        return {"errcode": 0, "errmsg": "ok"}
 
     def _upload_news(self, request: Request) -> dict[str, Any]:
         return {"type": "news", "media_id": f"fake-news-{self._next_id()}", "created_at": int(time.time())}
