@@ -82,9 +82,10 @@ class WeChatTestClient:
     ``post`` takes the push as XML (``bytes`` or a ``str`` starting with ``<``), as
     the name of a sample push (``"text"``, ``"subscribe"``, see
     :mod:`app.testing.samples`) or as a file (a :class:`~pathlib.Path`, or a ``str``
-    with a ``/`` in it or ending in ``.xml`` that names an existing file).  A sample or a file is posted as a new push (see
-    :func:`~app.testing.fresh_push`), so posting it twice runs the handlers twice;
-    XML given as such is posted as it is, so a repeat of it is a repeat.
+    with a ``/`` in it or ending in ``.xml`` that names an existing file).  A sample or
+    a file is posted as a new push (see :func:`~app.testing.fresh_push`), so posting it
+    twice runs the handlers twice; XML given as such is posted as it is, so a repeat of
+    it is a repeat.
     """
 
     def __init__(self, app: Flask) -> None:
