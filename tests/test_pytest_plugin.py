@@ -11,8 +11,13 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from importlib.metadata import entry_points
 from pathlib import Path
+
+import pytest
+
+from app.testing import text_push
 
 
 def write(folder: Path, files: dict[str, str]) -> None:
@@ -183,3 +188,51 @@ def test_without_plugins_named_the_app_loads_none(tmp_path):
     result = run_pytest(tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
+
+
+# --- the fixtures in this suite, which loads the plugin as any other does ----------------
+
+
+@pytest.mark.wechat_plugins("app.plugins.echo")
+def test_the_fake_api_holds_the_sends_in_order_and_nothing_else(wechat_app, wechat_api):
+    from app import get_state
+
+    client = get_state(wechat_app).client
+    client.send_text("o_follower", "你好")
+    client.send_template("o_follower", "TEMPLATE", {"first": {"value": "hi"}})
+    client.mass_send_to_tag("text", "to everyone", tag_id=2)
+    assert [request.path for request in wechat_api.sends] == [
+        "/cgi-bin/message/custom/send",
+        "/cgi-bin/message/template/send",
+        "/cgi-bin/message/mass/sendall",
+    ]
+    assert wechat_api.sent[0] == {"touser": "o_follower", "msgtype": "text", "text": {"content": "你好"}}
+    assert wechat_api.token_requests()  # the token call happened, and is not a send
+    assert wechat_api.wait_for_sends(3) == wechat_api.sent
+
+
+def test_waiting_for_a_send_that_never_comes_ends(wechat_api):
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="0 send"):
+        wechat_api.wait_for_sends(1, timeout=0.3)
+    assert time.monotonic() - started < 2
+
+
+@pytest.mark.wechat_plugins("app.plugins.echo")
+def test_the_client_posts_xml_a_sample_and_a_file(wechat_client, tmp_path):
+    assert (
+        wechat_client.post(
+            "<xml><ToUserName>g</ToUserName><FromUserName>o</FromUserName>"
+            "<CreateTime>1</CreateTime><MsgType>text</MsgType><Content>str</Content>"
+            "<MsgId>1</MsgId></xml>"
+        ).content
+        == "str"
+    )
+    assert wechat_client.post("text.xml", safe=True).content == "你好，请问周末营业到几点？"
+    (tmp_path / "mine.xml").write_bytes(text_push("from a file"))
+    assert wechat_client.post(str(tmp_path / "mine.xml")).content == "from a file"
+    assert wechat_client.event("subscribe").content.startswith("Thanks for following")
+    with pytest.raises(LookupError, match="no sample push called 'nonsense'"):
+        wechat_client.post("nonsense")
+    with pytest.raises(FileNotFoundError):
+        wechat_client.post(str(tmp_path / "missing.xml"))

@@ -29,8 +29,8 @@ TEST_AES_KEY = "TestKeyForPluginTests0123456789abcdefghijkl"  # 43 characters, a
 class RecordingWeChatAPI(FakeWeChatAPI):
     """The fake WeChat API of :mod:`app.testing.fakeapi`, with the sends it took at hand.
 
-    A send is any call to a ``/cgi-bin/message/.../send`` (or ``sendall``, ``bizsend``)
-    endpoint: customer-service, mass and template messages.
+    A send is any call to a ``/cgi-bin/message/.../send`` (or ``sendall``, ``bizsend``,
+    ``preview``) endpoint: customer-service, mass (and its preview) and template messages.
     """
 
     @property
@@ -57,7 +57,7 @@ class RecordingWeChatAPI(FakeWeChatAPI):
 
 
 def _is_send(path: str) -> bool:
-    return path.startswith("/cgi-bin/message/") and path.rsplit("/", 1)[-1] in ("send", "sendall", "bizsend")
+    return path.startswith("/cgi-bin/message/") and path.rsplit("/", 1)[-1] in ("send", "sendall", "bizsend", "preview")
 
 
 def settings_for(store_folder: Path, api: FakeWeChatAPI, plugins: str | tuple[str, ...] = ()) -> dict[str, object]:
