@@ -337,7 +337,9 @@ def test_jobs_follow_each_send_to_its_finish_push(app, fake, wechat, write):
     template_ok = int(succeeded(wechat("template", "send", ALICE, "TPL_1", write("d.json", {"k": {"value": "v"}}))))
     template_blocked = int(succeeded(wechat("template", "send", BOB, "TPL_1", write("d.json", {"k": {"value": "v"}}))))
     pending = int(succeeded(wechat("mass", "send", "--openids", write("o.txt", f"{ALICE}\n{BOB}\n"), "--text", "b")))
-    jobs_before = {line.split("\t")[0]: line.split("\t") for line in succeeded(wechat("jobs")).splitlines()}
+    header, *lines = succeeded(wechat("jobs")).splitlines()
+    assert header.split("\t") == ["MSG_ID", "KIND", "TARGET", "CREATED", "STATUS", "COUNTS"]
+    jobs_before = {line.split("\t")[0]: line.split("\t") for line in lines}
     assert {fields[4] for fields in jobs_before.values()} == {"submitted"}
 
     for fields in (
@@ -355,7 +357,9 @@ def test_jobs_follow_each_send_to_its_finish_push(app, fake, wechat, write):
     pushes.post(event_push("TEMPLATESENDJOBFINISH", {"MsgID": template_ok, "Status": "success"}))
     pushes.post(event_push("TEMPLATESENDJOBFINISH", {"MsgID": template_blocked, "Status": "failed:user block"}))
 
-    rows = {int(line.split("\t")[0]): line.split("\t") for line in succeeded(wechat("jobs")).splitlines()}
+    rows = {
+        int(line.split("\t")[0]): line.split("\t") for line in succeeded(wechat("jobs", "--no-header")).splitlines()
+    }
     assert {msg_id: row[1:3] + row[4:] for msg_id, row in rows.items()} == {
         mass_ok: ["mass", "tag:2", "succeeded  send success", "total=120 filter=118 sent=117 error=1"],
         mass_err: ["mass", "all", "failed  err(20013)", "total=5 filter=5 sent=0 error=5"],
@@ -368,7 +372,7 @@ def test_jobs_follow_each_send_to_its_finish_push(app, fake, wechat, write):
         assert created.tzinfo is not None and row[3] == jobs_before[row[0]][3]
 
     def ids(status: str) -> set[int]:
-        return {int(line.split("\t")[0]) for line in succeeded(wechat("jobs", "--status", status)).splitlines()}
+        return {int(line.split("\t")[0]) for line in succeeded(wechat("jobs", "--status", status)).splitlines()[1:]}
 
     assert ids("failed") == {mass_err, template_blocked}
     assert ids("succeeded") == {mass_ok, template_ok}

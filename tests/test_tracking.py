@@ -107,3 +107,37 @@ def test_a_finish_status_is_one_of_three_words(status, word):
 
     assert status_of(status) == word
     assert status_of(None) == "submitted"
+
+
+def test_a_store_from_before_withdrawals_keeps_its_jobs_and_can_mark_one(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE jobs (kind TEXT NOT NULL, msg_id TEXT NOT NULL, target TEXT NOT NULL DEFAULT '', "
+        "created_at REAL NOT NULL, status TEXT NOT NULL, finish_status TEXT, counts TEXT NOT NULL DEFAULT '{}', "
+        "detail TEXT NOT NULL DEFAULT '{}', finished_at REAL, PRIMARY KEY (kind, msg_id))"
+    )
+    old.execute(
+        "INSERT INTO jobs VALUES ('mass', '1000000001', 'tag:2', 1700000000, 'succeeded', 'send success', "
+        '\'{"sent": 3}\', \'{"msgtype": "text"}\', 1700000100)'
+    )
+    old.commit()
+    old.close()
+
+    store = SQLiteStore(str(path))
+    job = store.get_job(jobs.MASS, "1000000001")
+    assert (job.status, job.finish_status, job.counts, job.detail) == (
+        "succeeded",
+        "send success",
+        {"sent": 3},
+        {"msgtype": "text"},
+    )
+    assert job.deleted_at is None
+
+    assert store.mark_job_deleted(jobs.MASS, "1000000001", 1700000200.0, 2) is True
+    assert store.mark_job_deleted(jobs.MASS, "1000000002", 1700000200.0) is False
+    job = store.get_job(jobs.MASS, "1000000001")
+    assert (job.status, job.deleted_at, job.deleted_article) == ("succeeded", 1700000200.0, 2)
+    assert SQLiteStore(str(path)).list_jobs() == [job]  # a second start-up finds the columns there

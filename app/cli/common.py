@@ -1,8 +1,10 @@
-"""What the operator's commands share: the client, one-line errors, reading files, dates."""
+"""What the operator's commands share: the client, one-line errors, reading files, dates, progress bars."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import wraps
@@ -74,3 +76,26 @@ def iso(timestamp: float | None) -> str:
     if timestamp is None:
         return "-"
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+
+
+def progress_bar(stack: contextlib.ExitStack, label: str, at_least: int) -> Callable[[int, int], None] | None:
+    """A ``progress(done, total)`` callback drawing click's progress bar on a terminal's stderr.
+
+    The bar appears at the first call whose ``total`` is ``at_least`` or more, and ends
+    when ``stack`` closes.  Off a terminal there is none: stdout and stderr stay as they
+    were, for scripts.
+    """
+    stream = sys.stderr
+    if not stream.isatty():
+        return None
+    bars: list[Any] = []
+
+    def progress(done: int, total: int) -> None:
+        if total < at_least:
+            return
+        if not bars:
+            bar = click.progressbar(length=total, label=label, file=stream, show_pos=True, show_eta=True)
+            bars.append(stack.enter_context(bar))
+        bars[0].update(done - bars[0].pos)
+
+    return progress

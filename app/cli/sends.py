@@ -1,194 +1,198 @@
-"""The outbound commands: customer-service sends, ``upload-news``, mass and template sends."""
+"""``send``: customer-service messages, within 48 hours of the follower's last message."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
+from typing import Any
 
 import click
 from flask.cli import with_appcontext
 
-from .common import client, read_articles, read_json, reports_errors
-
-# --- customer-service sends --------------------------------------------------
+from .common import client, read_articles, reports_errors
 
 
 @click.group()
 def send() -> None:
-    """Send a customer-service message (within 48 hours of the follower's last message)."""
+    """Send a customer-service message (within 48 hours of the follower's last message).
+
+    Each takes --kf-account: the customer-service account shown as the sender.
+    """
 
 
-@send.command("text")
+def send_command(name: str) -> Callable[[Callable[..., Any]], click.Command]:
+    """``send NAME``, with ``--kf-account``, in the app's context, reporting errors in one line."""
+
+    def decorate(function: Callable[..., Any]) -> click.Command:
+        function = reports_errors(function)
+        function = with_appcontext(function)
+        function = click.option(
+            "--kf-account", help="Send as this customer-service account (customservice.kf_account), e.g. a@account."
+        )(function)
+        return send.command(name)(function)
+
+    return decorate
+
+
+def sent(what: str, openid: str, kf_account: str | None) -> None:
+    click.echo(f"sent {what} to {openid}" + (f" as {kf_account}" if kf_account else ""))
+
+
+@send_command("text")
 @click.argument("openid")
 @click.argument("content")
-@with_appcontext
-@reports_errors
-def send_text(openid: str, content: str) -> None:
+def send_text(openid: str, content: str, kf_account: str | None) -> None:
     """Send CONTENT as text to OPENID."""
-    client().send_text(openid, content)
-    click.echo(f"sent text to {openid}")
+    client().send_text(openid, content, kf_account=kf_account)
+    sent("text", openid, kf_account)
 
 
-@send.command("image")
+@send_command("image")
 @click.argument("openid")
 @click.argument("media_id")
-@with_appcontext
-@reports_errors
-def send_image(openid: str, media_id: str) -> None:
+def send_image(openid: str, media_id: str, kf_account: str | None) -> None:
     """Send the image MEDIA_ID to OPENID."""
-    client().send_image(openid, media_id)
-    click.echo(f"sent image to {openid}")
+    client().send_image(openid, media_id, kf_account=kf_account)
+    sent("image", openid, kf_account)
 
 
-@send.command("voice")
+@send_command("voice")
 @click.argument("openid")
 @click.argument("media_id")
-@with_appcontext
-@reports_errors
-def send_voice(openid: str, media_id: str) -> None:
+def send_voice(openid: str, media_id: str, kf_account: str | None) -> None:
     """Send the voice MEDIA_ID to OPENID."""
-    client().send_voice(openid, media_id)
-    click.echo(f"sent voice to {openid}")
+    client().send_voice(openid, media_id, kf_account=kf_account)
+    sent("voice", openid, kf_account)
 
 
-@send.command("video")
+@send_command("video")
 @click.argument("openid")
 @click.argument("media_id")
 @click.argument("thumb_media_id")
 @click.option("--title")
 @click.option("--description")
-@with_appcontext
-@reports_errors
-def send_video(openid: str, media_id: str, thumb_media_id: str, title: str | None, description: str | None) -> None:
+def send_video(
+    openid: str, media_id: str, thumb_media_id: str, title: str | None, description: str | None, kf_account: str | None
+) -> None:
     """Send the video MEDIA_ID with its THUMB_MEDIA_ID to OPENID."""
-    client().send_video(openid, media_id, thumb_media_id, title=title, description=description)
-    click.echo(f"sent video to {openid}")
+    client().send_video(openid, media_id, thumb_media_id, title=title, description=description, kf_account=kf_account)
+    sent("video", openid, kf_account)
 
 
-@send.command("music")
+@send_command("music")
 @click.argument("openid")
 @click.argument("music_url")
 @click.argument("hq_music_url")
 @click.argument("thumb_media_id")
 @click.option("--title")
 @click.option("--description")
-@with_appcontext
-@reports_errors
 def send_music(
-    openid: str, music_url: str, hq_music_url: str, thumb_media_id: str, title: str | None, description: str | None
+    openid: str,
+    music_url: str,
+    hq_music_url: str,
+    thumb_media_id: str,
+    title: str | None,
+    description: str | None,
+    kf_account: str | None,
 ) -> None:
     """Send a music message to OPENID."""
-    client().send_music(openid, music_url, hq_music_url, thumb_media_id, title=title, description=description)
-    click.echo(f"sent music to {openid}")
+    client().send_music(
+        openid, music_url, hq_music_url, thumb_media_id, title=title, description=description, kf_account=kf_account
+    )
+    sent("music", openid, kf_account)
 
 
-@send.command("news")
+@send_command("news")
 @click.argument("openid")
 @click.argument("articles", type=click.Path(dir_okay=False))
-@with_appcontext
-@reports_errors
-def send_news(openid: str, articles: str) -> None:
-    """Send the article in ARTICLES.json (an array of title, description, url, picurl) to OPENID."""
-    client().send_news(openid, read_articles(articles))
-    click.echo(f"sent news to {openid}")
+def send_news(openid: str, articles: str, kf_account: str | None) -> None:
+    """Send the article in ARTICLES.json to OPENID.
+
+    ARTICLES.json is an array of one object with title, description, url, picurl (each optional).
+    """
+    client().send_news(openid, read_articles(articles), kf_account=kf_account)
+    sent("news", openid, kf_account)
 
 
-# --- articles and mass sends -------------------------------------------------
+@send_command("mpnews")
+@click.argument("openid")
+@click.argument("media_id")
+def send_mpnews(openid: str, media_id: str, kf_account: str | None) -> None:
+    """Send the articles MEDIA_ID (from upload-news or the material library) to OPENID."""
+    client().send_mpnews(openid, media_id, kf_account=kf_account)
+    sent("mpnews", openid, kf_account)
 
 
-@click.command("upload-news")
-@click.argument("articles", type=click.Path(dir_okay=False))
-@with_appcontext
-@reports_errors
-def upload_news(articles: str) -> None:
-    """Upload ARTICLES.json for a mass send (media/uploadnews); prints the media_id."""
-    result = client().upload_news(read_articles(articles))
-    click.echo(result["media_id"])
+@send_command("mpnewsarticle")
+@click.argument("openid")
+@click.argument("article_id")
+def send_mpnewsarticle(openid: str, article_id: str, kf_account: str | None) -> None:
+    """Send the published article ARTICLE_ID to OPENID."""
+    client().send_mpnewsarticle(openid, article_id, kf_account=kf_account)
+    sent("mpnewsarticle", openid, kf_account)
 
 
-@click.group()
-def mass() -> None:
-    """Mass sends: by tag, to all followers, or to a list of openids."""
-
-
-@mass.command("send")
-@click.option("--tag", "tag_id", type=int, help="Send to the followers with this tag id.")
-@click.option("--all", "to_all", is_flag=True, help="Send to every follower.")
+@send_command("msgmenu")
+@click.argument("openid")
 @click.option(
-    "--openids", "openids_file", type=click.Path(dir_okay=False), help="Send to the openids in FILE, one a line."
+    "--item", "items", nargs=2, multiple=True, required=True, metavar="ID CONTENT", help="A menu item; repeat it."
 )
-@click.option("--text", help="Text content.")
-@click.option("--mpnews", help="media_id from upload-news.")
-@click.option("--image", help="Image media_id.")
-@click.option("--voice", help="Voice media_id.")
-@click.option("--mpvideo", help="Video media_id.")
-@click.option("--send-ignore-reprint", is_flag=True, help="Send even if an article is judged a reprint.")
-@click.option("--clientmsgid", help="Your id for this send; WeChat drops a repeat with the same id.")
-@with_appcontext
-@reports_errors
-def mass_send(
-    tag_id: int | None,
-    to_all: bool,
-    openids_file: str | None,
-    send_ignore_reprint: bool,
-    clientmsgid: str | None,
-    **contents: str | None,
+@click.option("--head", "head_content", help="Text above the items.")
+@click.option("--tail", "tail_content", help="Text below the items.")
+def send_msgmenu(
+    openid: str,
+    items: tuple[tuple[str, str], ...],
+    head_content: str | None,
+    tail_content: str | None,
+    kf_account: str | None,
 ) -> None:
-    """Mass send; prints the msg_id (one per call for a long openid list)."""
-    targets = [
-        name for name, given in (("--tag", tag_id is not None), ("--all", to_all), ("--openids", openids_file)) if given
-    ]
-    if len(targets) != 1:
-        raise click.UsageError("give exactly one of --tag ID, --all, --openids FILE")
-    chosen = [(msgtype, value) for msgtype, value in contents.items() if value is not None]
-    if len(chosen) != 1:
-        raise click.UsageError("give exactly one of --text, --mpnews, --image, --voice, --mpvideo")
-    msgtype, content = chosen[0]
-    api = client()
-    if openids_file:
-        try:
-            lines = Path(openids_file).read_text(encoding="utf-8-sig").splitlines()
-        except OSError as exc:
-            raise click.BadParameter(f"cannot read {openids_file}: {exc.strerror}") from None
-        msg_ids = api.mass_send_to_openids(
-            lines, msgtype, content, send_ignore_reprint=send_ignore_reprint, clientmsgid=clientmsgid
-        )
-    else:
-        msg_ids = [
-            api.mass_send_to_tag(
-                msgtype, content, tag_id, send_ignore_reprint=send_ignore_reprint, clientmsgid=clientmsgid
-            )
-        ]
-    for msg_id in msg_ids:
-        click.echo(msg_id)
+    """Send a menu to OPENID; a tap on an item sends its ID back as a text push (bizmsgmenuid)."""
+    client().send_msgmenu(openid, list(items), head_content, tail_content, kf_account=kf_account)
+    sent("msgmenu", openid, kf_account)
 
 
-@mass.command("delete")
-@click.argument("msg_id", type=int)
-@click.option("--article-idx", type=int, help="Delete only this article (1-based).")
-@with_appcontext
-@reports_errors
-def mass_delete(msg_id: int, article_idx: int | None) -> None:
-    """Withdraw the mass send MSG_ID."""
-    client().mass_delete(msg_id, article_idx)
-    click.echo(f"deleted {msg_id}")
-
-
-# --- template messages -------------------------------------------------------
-
-
-@click.group()
-def template() -> None:
-    """Template messages."""
-
-
-@template.command("send")
+@send_command("wxcard")
 @click.argument("openid")
-@click.argument("template_id")
-@click.argument("data", type=click.Path(dir_okay=False))
-@click.option("--url", help="Page opened when the follower taps the message.")
+@click.argument("card_id")
+def send_wxcard(openid: str, card_id: str, kf_account: str | None) -> None:
+    """Send the card or coupon CARD_ID to OPENID."""
+    client().send_wxcard(openid, card_id, kf_account=kf_account)
+    sent("wxcard", openid, kf_account)
+
+
+@send_command("miniprogrampage")
+@click.argument("openid")
+@click.argument("appid")
+@click.argument("pagepath")
+@click.argument("thumb_media_id")
+@click.option("--title")
+def send_miniprogrampage(
+    openid: str, appid: str, pagepath: str, thumb_media_id: str, title: str | None, kf_account: str | None
+) -> None:
+    """Send a card of the mini program APPID opening PAGEPATH, with the image THUMB_MEDIA_ID, to OPENID."""
+    client().send_miniprogrampage(openid, appid, pagepath, thumb_media_id, title=title, kf_account=kf_account)
+    sent("miniprogrampage", openid, kf_account)
+
+
+@send_command("link")
+@click.argument("openid")
+@click.argument("title")
+@click.argument("url")
+@click.argument("thumb_url")
+@click.option("--description")
+def send_link(
+    openid: str, title: str, url: str, thumb_url: str, description: str | None, kf_account: str | None
+) -> None:
+    """Send a link card (TITLE, URL, the image at THUMB_URL) to OPENID."""
+    client().send_link(openid, title, url, thumb_url, description=description, kf_account=kf_account)
+    sent("link", openid, kf_account)
+
+
+@send.command("typing")
+@click.argument("openid")
+@click.option("--cancel", is_flag=True, help="Stop showing it.")
 @with_appcontext
 @reports_errors
-def template_send(openid: str, template_id: str, data: str, url: str | None) -> None:
-    """Send template TEMPLATE_ID to OPENID with DATA.json; prints the msgid."""
-    payload = read_json(data, dict, 'the template data object, e.g. {"first": {"value": "..."}}')
-    click.echo(client().send_template(openid, template_id, payload, url=url))
+def send_typing(openid: str, cancel: bool) -> None:
+    """Show OPENID "typing…" (for up to 15 s), or stop with --cancel."""
+    client().send_typing(openid, typing=not cancel)
+    click.echo(f"{'cancelled' if cancel else 'sent'} typing to {openid}")
