@@ -15,6 +15,10 @@ answered as at their deadline); it then waits for running handlers
 until shortly before the graceful timeout and journals what is left as
 unfinished.
 
+gunicorn's own lines and its access log (off unless GUNICORN_ACCESSLOG names a
+file, or "-" for stdout) follow WECHAT_LOG_FORMAT and WECHAT_LOG_MASK_OPENIDS
+like the app's.  The access log's fields are documented in the README.
+
 /metrics adds up every worker's in-memory counters through prometheus-client's
 multiprocess mode: it needs PROMETHEUS_MULTIPROC_DIR before the app is imported
 (a fresh temporary folder unless the operator names one), and a dead worker's
@@ -26,6 +30,8 @@ import os
 import tempfile
 import time
 
+from gunicorn.glogging import Logger
+
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
@@ -34,14 +40,33 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "8"))  # below Docker's 10 s stop timeout
 keepalive = 5
 preload_app = True
-accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
+accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None  # "-": stdout; each push has its own line anyway
 errorlog = "-"
+# The request's path, never its query: WeChat's carries the follower's openid and the signatures.
+access_log_format = '%(h)s - - %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s"'
+# gunicorn's control socket (gunicornc) is off: its default place, under $HOME or $XDG_RUNTIME_DIR, may not be
+# writable (the image's user), and two servers on one machine would share it.  GUNICORN_CONTROL_SOCKET names one.
+control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET") or "gunicorn.ctl"
+control_socket_disable = not os.environ.get("GUNICORN_CONTROL_SOCKET")
 
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     for stale in glob.glob(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "*.db")):
         os.remove(stale)  # counters of an earlier run of the server
 else:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="wechat-metrics-")
+
+
+class AppFormatLogger(Logger):
+    """gunicorn's error and access logs in the app's WECHAT_LOG_FORMAT, openids masked as the app's are."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        from app.logs import adopt  # here, not above: PROMETHEUS_MULTIPROC_DIR must be set before app is imported
+
+        adopt(self.error_log, self.access_log)
+
+
+logger_class = AppFormatLogger
 
 
 def child_exit(server, worker):

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from flask import Flask
 
-from . import allowlist, health, tracking
+from . import allowlist, health, logs, tracking
 from .allowlist import AllowList, WeChatAllowList
 from .callback import create_blueprint
 from .cli import wechat_cli
@@ -39,8 +39,7 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
     # installed in: the default store must outlive a reinstall.
     app = Flask(__name__, instance_path=os.path.abspath("instance"))
     settings = load_settings(config, instance_path=app.instance_path)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_format, settings.log_mask_openids)
 
     store = _open_writable_store(settings)
     envelope = AESEnvelope(settings.encoding_aes_key, settings.app_id) if settings.encoding_aes_key else None
@@ -56,6 +55,7 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
         plugins=Plugins(plugins, own=tracking.receivers(store)),
         allowlist=None if settings.allowed_ips is None else _allowlist(settings, store, client),
     )
+    state.metrics.watch(client)
     state.pipeline = Pipeline(
         settings,
         store,

@@ -4,6 +4,7 @@ one refresh at a time across threads, processes and hosts.
 The cache holds one JSON value under ``access_token``.  A refresh takes the lock
 ``access_token:lock`` in the store, then reads the cache again: whoever waited
 for the lock finds the token the holder fetched and makes no request of its own.
+Each fetch, and each fetch that failed, is sent as :data:`app.metrics.token_refreshed`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .metrics import token_refreshed
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -112,9 +114,14 @@ class TokenCache:
                 cached = self.cached()
                 if usable(cached):
                     return cached.token
-                token, expires_in = self.fetch(force)
-                if failed_token is not None and token == failed_token and not force:
-                    token, expires_in = self.fetch(True)
+                try:
+                    token, expires_in = self.fetch(force)
+                    if failed_token is not None and token == failed_token and not force:
+                        token, expires_in = self.fetch(True)
+                except Exception:
+                    token_refreshed.send(self, outcome="failed")
+                    raise
+                token_refreshed.send(self, outcome="fetched")
                 now = time.time()
                 value = json.dumps({"token": token, "expires_at": now + expires_in, "fetched_at": now})
                 self.store.set_value(CACHE_KEY, value, expires_in)

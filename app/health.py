@@ -5,8 +5,11 @@ a stranger learns no more than that; the reason goes to the log.  It probes
 what pushes need, a write to the store within ``WECHAT_HEALTH_TIMEOUT``, so a
 full disk, a read-only file or a lock held too long all show.
 
-``/metrics`` speaks Prometheus' text format: the in-memory counters of
-:mod:`app.metrics` (every worker's, under gunicorn), then what the store holds.
+``/metrics`` speaks Prometheus' text format: the counters of :mod:`app.metrics`
+(every worker's, under gunicorn), counted as things happen, then the access
+token's expiry, one key read from the store.  Nothing else is read at scrape
+time, so a scrape costs the same however many pushes and jobs the store holds
+(the send jobs are listed by ``flask --app wsgi wechat jobs``).
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import time
 
 from flask import Blueprint, Response, jsonify
 
-from .jobs import KINDS, STATUSES
 from .state import get_state
 
 log = logging.getLogger(__name__)
@@ -31,7 +33,7 @@ def healthz():
     try:
         state.store.check_writable(state.settings.health_timeout, state.settings.health_min_free_bytes)
     except Exception as exc:
-        state.metrics.store_failures.labels("check_writable").inc()
+        state.metrics.store_failed("check_writable")
         state.throttle.log(log, logging.ERROR, "healthz", "health check: the store cannot take a write: %s", exc)
         return jsonify(status="unavailable"), 503
     return jsonify(status="ok")
@@ -39,29 +41,22 @@ def healthz():
 
 @blueprint.get("/metrics")
 def metrics():
+    """The counters, then the token's expiry: one key read from the store, whatever it holds besides."""
     state = get_state()
     text = state.metrics.exposition().decode()
     try:
-        text += from_store(state)
+        cached = state.client.tokens.cached()
     except Exception as exc:
-        state.metrics.store_failures.labels("metrics").inc()
+        state.metrics.store_failed("metrics")
         state.throttle.log(log, logging.ERROR, "metrics", "metrics: the store does not answer: %s", exc)
-        text += "# the store did not answer: jobs and token state left out\n"
+        text += "# the store did not answer: the access token's expiry left out\n"
+    else:
+        expires_in = max(0, int(cached.expires_at - time.time())) if cached else 0
+        text += TOKEN_GAUGE + f"wechat_access_token_expires_in_seconds {expires_in}\n"
     return Response(text, mimetype="text/plain; version=0.0.4")
 
 
-def from_store(state) -> str:
-    """The gauges read from the store: tracked jobs and the access token's expiry."""
-    jobs = state.store.list_jobs(limit=1_000)
-    cached = state.client.tokens.cached()
-    lines = ["# HELP wechat_jobs Tracked send jobs (newest 1,000), by kind and status.", "# TYPE wechat_jobs gauge"]
-    for kind in KINDS:
-        for status in STATUSES:
-            count = sum(1 for job in jobs if job.kind == kind and job.status == status)
-            lines.append(f'wechat_jobs{{kind="{kind}",status="{status}"}} {count}')
-    lines += [
-        "# HELP wechat_access_token_expires_in_seconds Seconds until the cached access token expires.",
-        "# TYPE wechat_access_token_expires_in_seconds gauge",
-        f"wechat_access_token_expires_in_seconds {max(0, int(cached.expires_at - time.time())) if cached else 0}",
-    ]
-    return "\n".join(lines) + "\n"
+TOKEN_GAUGE = (
+    "# HELP wechat_access_token_expires_in_seconds Seconds until the cached access token expires (0: none cached).\n"
+    "# TYPE wechat_access_token_expires_in_seconds gauge\n"
+)

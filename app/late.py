@@ -70,6 +70,7 @@ class LateReplies:
             marked = self.guard.call("mark_late", self.store.mark_late, push.dedup_key, how)
         except Exception:
             return None
+        self.guard.metrics.late_reply(how, marked)
         if marked:
             if how == SENT_LATER:
                 self.runner.submit(self._typing, push.from_user)

@@ -111,7 +111,9 @@ class Pipeline:
         self.throttle = throttle
         self.allowlist = allowlist
         self.guard = StoreGuard(metrics, throttle)
-        self.runner = Runner(self._run, store, settings.handler_threads, context, on_lapsed=self._look_for_lapsed)
+        self.runner = Runner(
+            self._run, store, settings.handler_threads, context, self._look_for_lapsed, metrics.store_failed
+        )
         self.late = LateReplies(settings, store, client, self.guard, self.runner)
         self.tasks = RQQueue(settings.store_url) if settings.task_queue == RQ else EmbeddedQueue(self)
 
@@ -125,6 +127,7 @@ class Pipeline:
             return self._refuse(delivery, refusal)
         except Exception:  # a bug: logged, and WeChat still gets its answer, never a 500
             log.exception("%s to the callback failed inside the server", delivery.method[:16])
+            self.metrics.internal_error()
             return Answer(200, SUCCESS)
 
     def _handle(self, delivery: Delivery) -> Answer:
@@ -149,6 +152,7 @@ class Pipeline:
         answer = self.answer_push(push, xml, delivery.arrived)
         if answer.status == 200 and answer.body != SUCCESS and not answer.release and query.encrypted:
             answer.body = crypto.seal(self.envelope, settings.signing_token, answer.body)
+        self.metrics.push_done(push, answer, delivery.arrived)
         return answer
 
     def _refuse(self, delivery: Delivery, refusal: Refusal) -> Answer:
@@ -168,7 +172,7 @@ class Pipeline:
             refusal.reason,
             detail,
         )
-        self.metrics.refusals.labels(str(refusal.status)).inc()
+        self.metrics.refused(refusal.status, refusal.reason)
         if refusal.status == 403:
             text = "forbidden"
         else:
@@ -220,10 +224,12 @@ class Pipeline:
             return self._reply(run.reply_xml if run.done.is_set() else None)
 
         record = claim.record
+        self.metrics.claimed(claim)
         if claim.runs:
             if isinstance(push, Message) and record.attempts == 1:
                 held = self.late.take_held(push.from_user)
                 if held is not None:
+                    self.metrics.held_reply("taken")
                     self._finish(key, ANSWERED, held)
                     return self._reply(held)
             run = self.runner.start(
@@ -317,13 +323,13 @@ class Pipeline:
         held = self.settings.late_reply == RETRY
         handing = Handing(push.from_user, push.to_user, push.dedup_key, HOLD if held else BY_API)
         token = tasks.current.set(handing)
+        started = time.perf_counter()
         try:
             outcome = dispatch(push, self.plugins, client=self.client, store=self.store)
         finally:
             tasks.current.reset(token)
         handled = Handled(outcome.reply, None, HANDLER_FAILED if outcome.failures else ANSWERED, handoffs=handing.tasks)
-        if outcome.failures:
-            self.metrics.handler_failures.inc(outcome.failures)
+        self.metrics.handlers_ran(outcome.failures, time.perf_counter() - started)
         if outcome.reply is not None:
             try:
                 first, *handled.rest = parts(outcome.reply, self.settings, held)
@@ -395,6 +401,7 @@ class Pipeline:
             self.late.lapsed(record, self._rerun)
         for key in expired:
             log.error("push %s: its late reply was held a day and the follower never wrote; it is lost", key)
+            self.metrics.held_reply("expired")
             self.store.set_push_status(key, LATE_REPLY_FAILED)
 
     def _rerun(self, record: PushRecord) -> None:

@@ -66,12 +66,14 @@ class Runner:
         pool_size: int,
         context: Callable[[], AbstractContextManager] = nullcontext,
         on_lapsed: Callable[[], None] | None = None,
+        store_failed: Callable[[str], None] = lambda operation: None,
     ) -> None:
         self.work = work
         self.store = store
         self.pool_size = pool_size
         self.context = context
         self.on_lapsed = on_lapsed
+        self.store_failed = store_failed  # counts a failed store call, by operation
         self.owner = ""
         self.releasing = threading.Event()  # set on shutdown: held deliveries let go
         self._runs: dict[str, Run] = {}
@@ -82,7 +84,7 @@ class Runner:
         _runners.add(self)
         # An app that goes away (or a process that exits) writes what it put off first: unwritten, a
         # push answered in time would look, 3 s later, like a run that died.
-        weakref.finalize(self, _write_outcomes, store, self._outcomes, self._lock)
+        weakref.finalize(self, _write_outcomes, store, self._outcomes, self._lock, store_failed)
 
     def start_background(self) -> None:
         """Start this process's pool and lease thread now (a server worker at boot), not at the first push."""
@@ -168,7 +170,7 @@ class Runner:
 
     def write_outcomes(self) -> None:
         """Write the outcomes put off so far, in one store call."""
-        _write_outcomes(self.store, self._outcomes, self._lock)
+        _write_outcomes(self.store, self._outcomes, self._lock, self.store_failed)
 
     def release(self) -> None:
         """Let every held delivery go now (the worker is stopping)."""
@@ -204,6 +206,7 @@ def _keep_leases(ref: weakref.ref[Runner], pid: int) -> None:
                 try:
                     runner.store.renew_leases(keys, runner.owner, time.time() + LEASE)
                 except Exception as exc:
+                    runner.store_failed("renew_leases")
                     _throttle.log(
                         log, logging.WARNING, "renew", "cannot renew the leases of %d runs: %s", len(keys), exc
                     )
@@ -216,7 +219,12 @@ def _keep_leases(ref: weakref.ref[Runner], pid: int) -> None:
         time.sleep(max(0.0, WRITE_EVERY - (time.monotonic() - started)))
 
 
-def _write_outcomes(store: Store, outcomes: dict[str, tuple[str, bytes | None]], lock: threading.Lock) -> None:
+def _write_outcomes(
+    store: Store,
+    outcomes: dict[str, tuple[str, bytes | None]],
+    lock: threading.Lock,
+    store_failed: Callable[[str], None],
+) -> None:
     with lock:
         batch = dict(outcomes)
         outcomes.clear()
@@ -228,6 +236,7 @@ def _write_outcomes(store: Store, outcomes: dict[str, tuple[str, bytes | None]],
         with lock:  # kept, leases and all, for the next try
             for key, outcome in batch.items():
                 outcomes.setdefault(key, outcome)
+        store_failed("finish_pushes")
         _throttle.log(log, logging.ERROR, "outcomes", "cannot record the outcome of %d pushes: %s", len(batch), exc)
 
 

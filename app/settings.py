@@ -26,6 +26,7 @@ MESSAGE_MODES = (PLAINTEXT, COMPATIBLE, SAFE)
 RETRY, CUSTOMER_SERVICE = "retry", "customer_service"
 TOKEN_ENDPOINTS = ("stable_token", "token")
 EMBEDDED, RQ = "embedded", "rq"
+LOG_FORMATS = ("text", "json")
 DEFAULT_MORE_HINT = "\n（未完，回复任意内容看下一段）"
 DEFAULT_LATE_REPLY_HINT = "这条消息还在处理中，请稍后回复任意内容查看结果。"
 WECHAT_DELIVERY_TIMEOUT = 5.0  # seconds WeChat waits for each delivery
@@ -76,6 +77,15 @@ def _one_of(*choices: str) -> Callable[[str], str]:
         return value
 
     return read
+
+
+def _flag(value: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"must be true or false, got {value!r}")
 
 
 def _names(value: str) -> tuple[str, ...]:
@@ -144,6 +154,8 @@ class Settings:
     token_endpoint: str = setting("WECHAT_TOKEN_ENDPOINT", _one_of(*TOKEN_ENDPOINTS), "stable_token")
     connect_timeout: float = setting("WECHAT_CONNECT_TIMEOUT", _seconds(0), 3.05)
     read_timeout: float = setting("WECHAT_READ_TIMEOUT", _seconds(0), 10.0)
+    log_format: str = setting("WECHAT_LOG_FORMAT", _one_of(*LOG_FORMATS), "text")
+    log_mask_openids: bool = setting("WECHAT_LOG_MASK_OPENIDS", _flag, False)
 
     @property
     def accepts_plaintext(self) -> bool:

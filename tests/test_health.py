@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from app.signals import event_received
-from app.testing import PushClient, event_push, signed_query, text_push
-from tests.conftest import TOKEN
+from app.testing import PushClient, event_push, text_push
 
 
 def test_healthz_is_ok_when_the_store_answers(app):
@@ -22,25 +23,39 @@ def test_healthz_is_unavailable_when_the_store_is_not(app, tmp_path):
     assert response.get_json() == {"status": "unavailable"}  # the reason is for the log, not the caller
 
 
-def metric(app, line_start: str) -> str:
-    text = app.test_client().get("/metrics").get_data(as_text=True)
-    return next(line for line in text.splitlines() if line.startswith(line_start)).rsplit(" ", 1)[1]
+def scrape(app) -> str:
+    response = app.test_client().get("/metrics")
+    assert response.status_code == 200
+    return response.get_data(as_text=True)
 
 
-def test_metrics_count_refusals_and_handler_failures(app):
-    client = app.test_client()
-    client.post("/wechat")  # 400: no signature
-    bad = signed_query(TOKEN)
-    bad["signature"] = "0" * 40
-    client.post("/wechat?" + "&".join(f"{k}={v}" for k, v in bad.items()), data=text_push("x"))  # 403
+def value(text: str, name: str, **labels: str) -> float | None:
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    return None
 
+
+def test_metrics_count_handler_failures_and_answer_success(app):
     def broken(sender, **kwargs):
         raise RuntimeError("boom")
 
     with event_received.connected_to(broken):
-        PushClient(app).post(event_push("CLICK", {"EventKey": "k"}))
+        assert PushClient(app).post(event_push("CLICK", {"EventKey": "k"})).success
 
-    assert float(metric(app, 'wechat_refusals_total{status="400"}')) == 1
-    assert float(metric(app, 'wechat_refusals_total{status="403"}')) == 1
-    assert float(metric(app, "wechat_handler_failures_total")) == 1
-    assert float(metric(app, "wechat_access_token_expires_in_seconds")) == 0
+    text = scrape(app)
+    assert value(text, "wechat_handler_failures_total") == 1
+    assert value(text, "wechat_pushes_total", type="event:click", outcome="success") == 1
+
+
+def test_metrics_answer_without_the_token_when_the_store_does_not(app, tmp_path):
+    PushClient(app).post(text_push("counted before the store went away"))
+    state = app.extensions["wechat"]
+    state.store.close()
+    state.store.path = str(tmp_path / "missing-dir" / "nested" / "x.sqlite3")  # cannot be opened
+
+    text = scrape(app)
+    assert value(text, "wechat_pushes_total", type="text", outcome="reply") == 1
+    assert value(text, "wechat_access_token_expires_in_seconds") is None
+    assert value(scrape(app), "wechat_store_failures_total", operation="metrics") == 1  # counted after the first

@@ -19,6 +19,7 @@ import requests.adapters
 from ..access_token import TokenCache
 from ..errors import SystemBusy, TokenInvalid, TransportError, WeChatError, error_for
 from ..jobs import Job
+from ..metrics import api_called
 from ..settings import Settings
 
 if TYPE_CHECKING:
@@ -107,9 +108,10 @@ class ClientBase:
         headers = {"Content-Type": "application/json; charset=utf-8"} if data is not None else None
         timeout = (self.settings.connect_timeout, self.settings.read_timeout)
         for attempt in range(1, MAX_ATTEMPTS + 1):
+            error: WeChatError | None = None
             try:
                 response = self.session.request(method, url, params=params, data=data, headers=headers, timeout=timeout)
-                return self._decode(path, response)
+                answer = self._decode(path, response)
             except requests.ConnectionError as exc:
                 # Failed before WeChat saw the request (or, for a dropped connection, maybe not):
                 # retried like a timeout, so only idempotent calls retry a dropped connection.
@@ -125,6 +127,11 @@ class ClientBase:
                 error, retry = exc, True
             except TransportError as exc:
                 error, retry = exc, idempotent
+            except WeChatError as exc:  # any other errcode: the caller decides
+                error, retry = exc, False
+            api_called.send(self, endpoint=path, errcode=0 if error is None else error.errcode)
+            if error is None:
+                return answer
             if not retry or attempt == MAX_ATTEMPTS:
                 raise error
             delay = self.backoff * 2 ** (attempt - 1)
