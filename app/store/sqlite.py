@@ -399,18 +399,12 @@ class SQLiteStore:
         )
 
     def get_job(self, kind: str, msg_id: str) -> Job | None:
-        row = self.db.execute(
-            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE kind = ? AND msg_id = ?", (kind, msg_id)
-        ).fetchone()
-        return None if row is None else _job(row)
+        row = self.db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE kind = ? AND msg_id = ?", (kind, msg_id))
+        return next((_job(found) for found in row), None)
 
     def list_jobs(self, status: str | None = None, limit: int = 100) -> list[Job]:
-        if status is None:
-            rows = self.db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,))
-        else:
-            rows = self.db.execute(
-                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status = ? ORDER BY created_at DESC LIMIT ?", (status, limit)
-            )
+        where, args = ("", (limit,)) if status is None else ("WHERE status = ? ", (status, limit))
+        rows = self.db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs {where}ORDER BY created_at DESC LIMIT ?", args)
         return [_job(row) for row in rows]
 
 
