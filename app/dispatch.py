@@ -6,12 +6,12 @@ stops at the first that raises and promises no order.  Here the app's
 (``WECHAT_PLUGINS``, then entry points; each plugin's in the order it connected
 them), then the app's own, then those connected at run time outside an import.
 Every receiver runs; one that raises is logged and skipped; the first reply wins.
+Each receiver is given only what it names (see :class:`app.plugins.Plan`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,13 +19,17 @@ from blinker import Signal
 
 from . import signals
 from .messages import Event, MassSendJobFinishEvent, Message, Push, TemplateSendJobFinishEvent
-from .plugins import Plugins, PluginStore
+from .plugins import EVERYTHING, Plugins, PluginStore
 from .replies import Reply, as_reply
+from .session import Session
 
 if TYPE_CHECKING:
+    from .settings import Settings
     from .store import Store
 
 log = logging.getLogger(__name__)
+
+DEFAULT_SESSION_TTL = 3600.0  # when no settings are at hand (a caller that passes neither settings nor client)
 
 
 @dataclass
@@ -34,38 +38,90 @@ class Outcome:
     failures: int = 0
 
 
-def dispatch(push: Push, plugins: Plugins, *, store: Store | None = None, **extra: Any) -> Outcome:
+def dispatch(
+    push: Push, plugins: Plugins, *, store: Store | None = None, settings: Settings | None = None, **extra: Any
+) -> Outcome:
     """Run every receiver ``plugins`` has for ``push``; the first reply in their order wins.
 
     ``extra`` (the client) is passed to every receiver as is; ``store`` reaches them
-    as a :class:`app.plugins.PluginStore`, which holds only the plugins' own values.
+    as a :class:`app.plugins.PluginStore`, which holds only the plugins' own values,
+    and, for the receivers that name ``session``, as the follower's
+    :class:`app.session.Session`, made when the first of them runs and written back
+    once they have all run.  ``settings`` are the app's (by default the client's).
     """
-    if store is not None:
-        extra["store"] = PluginStore(store)
-    outcome = Outcome()
-    for signal, sender, kwargs in _deliveries(push):
-        for receiver in plugins.receivers_of(signal, sender):
+    reply = None
+    failures = 0
+    given = session = None
+    for signal, sender, name in _deliveries(push):
+        calls = plugins.calls_of(signal, sender)
+        if not calls:
+            continue
+        if given is None:  # built once a receiver is there to take it
+            shared, ttl = _shared(plugins, store, settings, extra)
+            given = {name: push, **shared}
+        for receiver, plan in calls:
             try:
-                result = as_reply(receiver(sender, **kwargs, **extra))
+                if plan is EVERYTHING:
+                    result = receiver(sender, **given)
+                else:
+                    if plan.session and session is None and store is not None:
+                        session = Session(store, push.from_user, ttl)
+                    result = plan.call(receiver, sender, given, session)
+                if result is not None:
+                    result = as_reply(result)
             except Exception:
-                outcome.failures += 1
+                failures += 1
                 log.exception("handler %s failed on %s %r", _name(receiver), push.msg_type, sender)
                 continue
-            if outcome.reply is None:
-                outcome.reply = result
-    return outcome
+            if reply is None:
+                reply = result
+    if session is not None and session.loaded:
+        _save(session)
+    return Outcome(reply, failures)
 
 
-def _deliveries(push: Push) -> Iterator[tuple[Signal, str, dict[str, Any]]]:
-    if isinstance(push, Event):
-        kwargs = {"event": push}
-        yield signals.event_received, push.name, kwargs
-        if isinstance(push, MassSendJobFinishEvent):
-            yield signals.mass_send_finished, push.name, kwargs
-        elif isinstance(push, TemplateSendJobFinishEvent):
-            yield signals.template_send_finished, push.name, kwargs
-    elif isinstance(push, Message):
-        yield signals.message_received, push.msg_type.lower(), {"message": push}
+def _shared(
+    plugins: Plugins, store: Store | None, settings: Settings | None, extra: dict[str, Any]
+) -> tuple[dict[str, Any], float]:
+    """What every receiver of the app is given besides the push and the session, and the session's expiry.
+
+    The same for every push of an app, so kept on its ``plugins`` until the caller passes something else.
+    """
+    cached = plugins.dispatch_cache
+    if cached is not None and cached[0] is store and cached[1] is settings and cached[2] == extra:
+        return cached[3], cached[4]
+    asked = (store, settings, dict(extra))
+    if settings is None:
+        settings = getattr(extra.get("client"), "settings", None)
+    shared = dict(extra)
+    if settings is not None:
+        shared["settings"] = settings
+    if store is not None:
+        shared["store"] = PluginStore(store)
+    ttl = settings.session_ttl if settings is not None else DEFAULT_SESSION_TTL
+    plugins.dispatch_cache = (*asked, shared, ttl)
+    return shared, ttl
+
+
+def _save(session: Session) -> None:
+    try:
+        session.save()
+    except Exception as exc:  # a value JSON cannot hold, or the store: the reply still goes
+        log.error("a follower's session was not saved: %s: %s", type(exc).__name__, exc)
+
+
+def _deliveries(push: Push) -> tuple[tuple[Signal, str, str], ...]:
+    """The signals ``push`` goes out on, each with its sender and the name receivers are given it by."""
+    if isinstance(push, Message):
+        return ((signals.message_received, push.msg_type.lower(), "message"),)
+    if not isinstance(push, Event):
+        return ()
+    name = push.name
+    if isinstance(push, MassSendJobFinishEvent):
+        return (signals.event_received, name, "event"), (signals.mass_send_finished, name, "event")
+    if isinstance(push, TemplateSendJobFinishEvent):
+        return (signals.event_received, name, "event"), (signals.template_send_finished, name, "event")
+    return ((signals.event_received, name, "event"),)
 
 
 def _name(receiver: object) -> str:

@@ -116,6 +116,15 @@ def _store_url(value: str) -> str:
         raise ValueError(f"{store.masked(value)!r} {exc}") from None
 
 
+def _rules_file(value: str) -> str:
+    """The auto-reply rules file, read now: a bad rule stops start-up (see :mod:`app.plugins.autoreply`)."""
+    from .plugins import autoreply  # the plugin owns its rules; imported only when a file is named
+
+    path = os.path.abspath(value)
+    autoreply.load(path)
+    return path
+
+
 def setting(variable: str, read: Callable[[str], Any] = _text, default: Any = None, keep_empty: bool = False) -> Any:
     """A field read from ``variable``; an unset or blank variable leaves ``default``.
 
@@ -134,6 +143,8 @@ class Settings:
     callback_path: str = setting("WECHAT_CALLBACK_PATH", _path, "/wechat")
     api_base_url: str = setting("WECHAT_API_BASE_URL", _http_url, "https://api.weixin.qq.com")
     plugins: tuple[str, ...] = setting("WECHAT_PLUGINS", _names, ())
+    autoreply_rules: str | None = setting("WECHAT_AUTOREPLY_RULES", _rules_file)  # for app.plugins.autoreply
+    session_ttl: float = setting("WECHAT_SESSION_TTL", _seconds(0), 3600.0)  # after a follower's session last changed
     store_url: str = setting("WECHAT_STORE_URL", _store_url)  # default: wechat.sqlite3 in the instance folder
     timestamp_tolerance: int = setting("WECHAT_TIMESTAMP_TOLERANCE", _integer(0), 300)
     max_body_bytes: int = setting("WECHAT_MAX_BODY_BYTES", _integer(1), 262144)

@@ -1,4 +1,4 @@
-"""The signals a plugin connects to.  This page is the whole plugin API.
+"""The signals a plugin connects to.  With :mod:`app.routes` (their decorators), the plugin API.
 
 ::
 
@@ -6,11 +6,11 @@
     from app.replies import TextReply
 
     @message_received.connect_via("text")
-    def echo(sender, message, **extra):
+    def echo(sender, message):
         return TextReply(message.content)
 
     @event_received.connect_via("subscribe")
-    def welcome(sender, event, **extra):
+    def welcome(event):
         return "Thanks for following!"
 
 ``message_received`` is sent with the message type as sender (``"text"``,
@@ -18,13 +18,20 @@
 ``"link"``, ``"miniprogrampage"``, or whatever new type WeChat sends) and the
 typed message as ``message``.  ``event_received`` is sent with the event name in
 lower case as sender (``"subscribe"``, ``"scan"``, ``"click"``,
-``"masssendjobfinish"``, ...) and the typed event as ``event``.  The send-finish
-events are also sent on their own signals, for code that tracks sends.
+``"masssendjobfinish"``, ...) and the typed event as ``event``; a receiver
+connected for ``"CLICK"`` gets the clicks too.  The send-finish events are also
+sent on their own signals, for code that tracks sends.
 
-Every receiver also gets ``client`` (the :class:`app.client.WeChatClient` for
-outbound calls) and ``store`` (an :class:`app.plugins.PluginStore`: short values
-with an expiry, ``get``, ``set``, ``add`` and ``delete``, under keys of the
-plugins' own), and should accept ``**extra`` for what later versions add.
+A receiver takes only what it names, read from its signature once, at start-up:
+the sender as its first parameter (unless that parameter bears one of the names
+below), then any of ``message`` (or ``event``), ``client`` (the
+:class:`app.client.WeChatClient` for outbound calls), ``store`` (an
+:class:`app.plugins.PluginStore`: short values with an expiry, ``get``, ``set``,
+``add`` and ``delete``, under keys of the plugins' own), ``session`` (the
+follower's :class:`app.session.Session`) and ``settings`` (the app's
+:class:`app.settings.Settings`).  ``**extra`` takes them all but ``session``,
+which is made only for a receiver that names it.  A receiver that names anything
+else stops start-up with one line naming it.
 
 A receiver runs in the apps that loaded the plugin that connected it: what a
 plugin module connects while it is imported, and what the modules it imports

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+import socket
+import subprocess
 import sys
 import textwrap
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
 import uuid
+from pathlib import Path
 
 import pytest
 
 from app import SettingsError
 from app.plugins import PluginStore
 from app.signals import message_received
-from app.testing import PushClient, build_push, event_push, text_push
+from app.testing import PushClient, build_push, event_push, signed_query, text_push
 from tests.conftest import make_app
 
 
@@ -328,3 +336,139 @@ def test_an_event_name_in_upper_case_fires_like_its_lower_case(tmp_path, plugin_
     )
     client = PushClient(make_app(tmp_path, WECHAT_PLUGINS=name))
     assert client.post(event_push("CLICK", {"EventKey": "NEWS"})).content == "menu NEWS"
+
+
+# --- receivers take only what they name ------------------------------------------------------
+
+
+def test_a_receiver_without_extra_takes_only_what_it_names(tmp_path, plugin_dir, caplog):
+    name = write_plugin(
+        plugin_dir,
+        """
+        from app.signals import event_received, message_received
+
+        @message_received.connect_via("text")
+        def plain(sender, message):
+            return sender + ": " + message.content
+
+        @event_received.connect_via("click")
+        def no_sender(event, store):
+            store.set("clicked", event.event_key, 60)
+            return "clicked " + event.event_key
+
+        @event_received.connect_via("subscribe")
+        def with_default(event, unknown="kept"):
+            return unknown
+    """,
+    )
+    app = make_app(tmp_path, WECHAT_PLUGINS=name)
+    client = PushClient(app)
+    with caplog.at_level(logging.ERROR):
+        assert client.post(text_push("hi")).content == "text: hi"
+        assert client.post(event_push("CLICK", {"EventKey": "K"})).content == "clicked K"
+        assert client.post(event_push("subscribe")).content == "kept"
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert app.extensions["wechat"].store.get_value("plugin:clicked") == "K"
+
+
+@pytest.mark.parametrize(
+    ("signature", "signal", "named"),
+    [
+        ("sender, message, user", "message_received", "'user'"),
+        ("sender, message", "event_received", "'message'"),  # the event signal sends no message
+        ("event, *, cache", "event_received", "'cache'"),
+    ],
+)
+def test_a_receiver_naming_what_it_is_not_given_stops_start_up_with_one_line(
+    tmp_path, plugin_dir, signature, signal, named
+):
+    name = write_plugin(
+        plugin_dir,
+        f"""
+        from app.signals import {signal}
+
+        @{signal}.connect_via("text")
+        def wants({signature}):
+            pass
+    """,
+    )
+    with pytest.raises(SettingsError) as raised:
+        make_app(tmp_path, WECHAT_PLUGINS=name)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith(f"WECHAT_PLUGINS: receiver {name}.wants takes {named}, which {signal} does not give")
+
+
+def test_a_receiver_connected_at_run_time_takes_only_what_it_names_too(tmp_path):
+    client = PushClient(make_app(tmp_path, WECHAT_PLUGINS=""))
+
+    def answer(message, settings):
+        return f"{message.content} via {settings.callback_path}"
+
+    with message_received.connected_to(answer, sender="text"):
+        assert client.post(text_push("hi")).content == "hi via /wechat"
+
+
+def test_a_receiver_connected_at_run_time_naming_what_it_is_not_given_is_logged(tmp_path, caplog):
+    client = PushClient(make_app(tmp_path, WECHAT_PLUGINS="app.plugins.echo"))
+
+    def wants(message, user):
+        return "never"
+
+    with message_received.connected_to(wants, sender="text"):
+        assert client.post(text_push("hi")).content == "hi"
+    assert any("takes 'user'" in str(record.exc_info[1]) for record in caplog.records if record.exc_info)
+
+
+# --- where a plugin lives, and the development server ---------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_the_development_server_runs_a_plugin_from_pythonpath(tmp_path):
+    """The README's way: ``flask --app wsgi run`` with the settings and PYTHONPATH in the environment."""
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    (folder / "dev_plugin.py").write_text(
+        "from app.routes import on_text\n\n\n@on_text('ping')\ndef ping(message):\n    return 'pong'\n"
+    )
+    port = free_port()
+    root = Path(__file__).resolve().parent.parent
+    env = {
+        **{key: value for key, value in os.environ.items() if not key.startswith("WECHAT_")},
+        "WECHAT_TOKEN": "dev-token",
+        "WECHAT_PLUGINS": "dev_plugin",
+        "WECHAT_STORE_URL": f"sqlite:///{tmp_path}/dev.sqlite3",
+        "PYTHONPATH": str(folder),
+    }
+    flask = str(Path(sys.executable).parent / "flask")
+    server = subprocess.Popen(
+        [flask, "--app", "wsgi", "run", "--port", str(port)],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        query = signed_query("dev-token")
+        url = f"http://127.0.0.1:{port}/wechat?{urllib.parse.urlencode(query)}"
+        body = None
+        for _ in range(100):  # up to 20 s for the server to start
+            try:
+                request = urllib.request.Request(url, data=text_push("ping"), method="POST")
+                with urllib.request.urlopen(request, timeout=5) as answer:
+                    body = answer.read()
+                break
+            except (ConnectionError, urllib.error.URLError):
+                if server.poll() is not None:
+                    break
+                time.sleep(0.2)
+        assert body is not None, server.stderr.read().decode() if server.poll() is not None else "no answer"
+        assert b"<Content><![CDATA[pong]]></Content>" in body
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -17,6 +17,11 @@ plugin order, then the ones ``create_app`` registered for it alone.  A receiver
 connected while some other module was imported runs in no app.  A receiver
 connected at run time, outside any import (a test's ``connected_to``, a
 console), runs in every app, after the app's own.
+
+A receiver takes only what it names: its signature is read once, when the app's
+table is built (or when it is connected at run time), into a :class:`Plan` that
+says what to pass it.  A receiver naming something no receiver is given stops
+start-up with one line naming both.
 """
 
 from __future__ import annotations
@@ -45,6 +50,10 @@ ENTRY_POINT_GROUP = "wechat_callback.plugins"
 PLUGIN_KEY_PREFIX = "plugin:"
 
 Receiver = Callable[..., Any]
+
+
+# What dispatch gives every receiver, besides the push itself (see app/signals.py).
+GIVEN = ("client", "store", "session", "settings")
 
 
 class Connection(NamedTuple):
@@ -90,27 +99,108 @@ class Plugins:
     def __init__(self, modules: tuple[str, ...], own: Iterable[Connection] = ()) -> None:
         self.modules = modules
         self.own = tuple(own)
+        self.dispatch_cache: tuple | None = None  # what app.dispatch gives every receiver of this app
         self._build()
 
-    def receivers_of(self, signal: Signal, sender: str) -> Sequence[Receiver]:
+    def calls_of(self, signal: Signal, sender: str) -> Sequence[tuple[Receiver, Plan]]:
+        """The receivers of ``sender`` (in lower case) on ``signal``, in order, each with how to call it."""
         if self._version != _ledger_version:
             self._build()
-        receivers = self._table.get((signal, sender))
-        if receivers is None:
-            receivers = self._table.get((signal, ANY), ())
+        calls = self._table.get((signal, sender))
+        if calls is None:
+            calls = self._table.get((signal, ANY), ())
+        if not _at_run_time.get(signal):
+            return calls
         late = connected_at_run_time(signal, sender)
-        return [*receivers, *late] if late else receivers
+        return [*calls, *late] if late else calls
+
+    def receivers_of(self, signal: Signal, sender: str) -> list[Receiver]:
+        return [receiver for receiver, _ in self.calls_of(signal, sender)]
 
     def _build(self) -> None:
+        """The table; raises :class:`SettingsError` for a receiver that names something it is not given."""
         self._version = _ledger_version
         connected: dict[Signal, list[tuple[Hashable, Receiver]]] = defaultdict(list)
         for signal, sender, receiver in [*filed_under(self.modules), *self.own]:
             connected[signal].append((_sender_key(sender), receiver))
-        table: dict[tuple[Signal, Hashable], tuple[Receiver, ...]] = {}
+        table: dict[tuple[Signal, Hashable], tuple[tuple[Receiver, Plan], ...]] = {}
         for signal, pairs in connected.items():
+            plans: dict[Hashable, Plan] = {}
+            for _, receiver in pairs:
+                if receiver_id(receiver) not in plans:
+                    plan = plans[receiver_id(receiver)] = plan_for(receiver, signal)
+                    if plan.error:
+                        raise SettingsError(f"WECHAT_PLUGINS: {plan.error}")
             for sender in {sender for sender, _ in pairs}:  # ANY's row holds only the ANY receivers
-                table[signal, sender] = _unique(receiver for key, receiver in pairs if key in (sender, ANY))
+                receivers = _unique(receiver for key, receiver in pairs if key in (sender, ANY))
+                table[signal, sender] = tuple((receiver, plans[receiver_id(receiver)]) for receiver in receivers)
         self._table = table
+
+
+class Plan(NamedTuple):
+    """How to call a receiver: with the sender first or not, and which keyword arguments.
+
+    ``names`` None: every keyword argument (it takes ``**extra``).  ``session``: it
+    names the session, which only the receivers that name it are given.  ``error``:
+    it cannot be called (it names something it is not given), and says so.
+    """
+
+    sender: bool
+    names: tuple[str, ...] | None
+    session: bool = False
+    error: str = ""
+
+    def call(self, receiver: Receiver, sender: Any, given: dict[str, Any], session: Any = None) -> Any:
+        """Call ``receiver`` with what it takes of ``given`` (and ``session``)."""
+        if self.error:
+            raise TypeError(self.error)
+        if self.names is not None:
+            given = {name: given[name] for name in self.names if name in given}
+        if self.session and session is not None:
+            given = {**given, "session": session}
+        return receiver(sender, **given) if self.sender else receiver(**given)
+
+
+EVERYTHING = Plan(True, None)  # blinker's own way: the sender, then every keyword argument
+
+
+def plan_for(receiver: Receiver, signal: Signal, also: Iterable[str] = ()) -> Plan:
+    """How to call ``receiver`` on ``signal``, which gives it :data:`GIVEN`, what the signal sends, and ``also``.
+
+    The sender goes in its first positional parameter, unless that parameter is named
+    after one of the keyword arguments (``def help(message): ...``).  A parameter with
+    a default may name anything; one without must name a keyword argument it is given.
+    """
+    known = (*_SENDS.get(signal, ()), *also, *GIVEN)
+    try:
+        parameters = list(inspect.signature(receiver).parameters.values())
+    except (TypeError, ValueError):  # no signature to read (a builtin): blinker's way
+        return EVERYTHING
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    takes_sender = bool(parameters) and (
+        parameters[0].kind is inspect.Parameter.VAR_POSITIONAL
+        or (parameters[0].kind in positional and (parameters[0].name == "sender" or parameters[0].name not in known))
+    )
+    names: list[str] = []
+    every = False
+    for index, parameter in enumerate(parameters):
+        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+            every = True
+        elif (index == 0 and takes_sender) or parameter.kind is inspect.Parameter.VAR_POSITIONAL:
+            continue
+        elif parameter.name in known and parameter.kind is not inspect.Parameter.POSITIONAL_ONLY:
+            names.append(parameter.name)
+        elif parameter.default is inspect.Parameter.empty:
+            signal_name = str(getattr(signal, "name", "the signal")).replace("-", "_")
+            error = (
+                f"receiver {_qualified_name(receiver)} takes {parameter.name!r}, which {signal_name} does not give; "
+                f"a receiver may take the sender first, then any of {', '.join(known)}"
+            )
+            return Plan(False, None, error=error)
+    session = "session" in names
+    if takes_sender and every and not session:
+        return EVERYTHING
+    return Plan(takes_sender, None if every else tuple(names), session)
 
 
 class PluginStore:
@@ -147,7 +237,8 @@ _lock = threading.Lock()
 # module -> (signal, sender, receiver or a weak reference to it), in connection order
 _filed: dict[str, list[tuple[Signal, Any, Any]]] = defaultdict(list)
 _owned: set[tuple[Signal, Hashable]] = set()  # (signal, receiver id) of every filed receiver
-_at_run_time: dict[Signal, dict[Hashable, int]] = defaultdict(dict)  # receiver id -> connection order
+# receiver id -> (connection order, plan)
+_at_run_time: dict[Signal, dict[Hashable, tuple[int, Plan]]] = defaultdict(dict)
 _order = itertools.count()
 _ledger_version = 0  # moves when a filed receiver is disconnected
 
@@ -164,13 +255,19 @@ def filed_under(modules: Iterable[str]) -> list[Connection]:
     return connections
 
 
-def connected_at_run_time(signal: Signal, sender: str) -> list[Receiver]:
-    """The receivers of ``sender`` connected outside any import, in connection order."""
-    order = _at_run_time.get(signal)
-    if not order:
+def connected_at_run_time(signal: Signal, sender: str) -> list[tuple[Receiver, Plan]]:
+    """The receivers of ``sender`` connected outside any import, in connection order, with their plans."""
+    connected = _at_run_time.get(signal)
+    if not connected:
         return []
-    found = [receiver for receiver in signal.receivers_for(sender) if (signal, receiver_id(receiver)) not in _owned]
-    return sorted(found, key=lambda receiver: order.get(receiver_id(receiver), math.inf))
+    found = []
+    for receiver in signal.receivers_for(sender):
+        key = receiver_id(receiver)
+        if (signal, key) not in _owned:
+            order, plan = connected.get(key) or (math.inf, plan_for(receiver, signal))
+            found.append((order, receiver, plan))
+    found.sort(key=lambda entry: entry[0])
+    return [(receiver, plan) for _, receiver, plan in found]
 
 
 def receiver_id(receiver: Receiver) -> Hashable:
@@ -189,8 +286,8 @@ def _on_connect(signal: Signal, *, receiver: Receiver, sender: Any, weak: bool, 
             for module in importing:
                 _filed[module].append((signal, sender, held))
             _owned.add((signal, key))
-        else:
-            _at_run_time[signal].setdefault(key, next(_order))
+        elif key not in _at_run_time[signal]:
+            _at_run_time[signal][key] = (next(_order), plan_for(receiver, signal))
 
 
 def _on_disconnect(signal: Signal, *, receiver: Receiver, sender: Any, **_: Any) -> None:
@@ -240,6 +337,10 @@ def _weak_ref(receiver: Receiver, owned: tuple[Signal, Hashable]) -> weakref.ref
     return weakref.ref(receiver, forget)
 
 
+def _qualified_name(receiver: Receiver) -> str:
+    return f"{getattr(receiver, '__module__', '?')}.{getattr(receiver, '__qualname__', repr(receiver))}"
+
+
 def _sender_key(sender: Any) -> Hashable:
     """The table's key for ``sender``: a name in lower case, as the dispatcher sends them, so that
     ``connect_via("CLICK")`` fires on a CLICK event as ``connect_via("click")`` does."""
@@ -258,6 +359,14 @@ def _unique(receivers: Iterable[Receiver]) -> tuple[Receiver, ...]:
             unique.append(receiver)
     return tuple(unique)
 
+
+# The push each signal sends its receivers, by name.
+_SENDS: dict[Signal, tuple[str, ...]] = {
+    signals.message_received: ("message",),
+    signals.event_received: ("event",),
+    signals.mass_send_finished: ("event",),
+    signals.template_send_finished: ("event",),
+}
 
 for _signal in (
     signals.message_received,
