@@ -14,11 +14,12 @@ Every receiver may take ``session``::
 
 It is kept in the store (the value ``session:<openid>``, JSON) for
 ``WECHAT_SESSION_TTL`` seconds after it last changed, and shared by every
-worker.  It costs nothing until a receiver reads it: the first read is one store
-call, and it is written back once, after every receiver has run, only if its
-JSON changed (so a change inside a nested list counts too).  An emptied session
-is deleted.  Two pushes of one follower handled at once each see the session as
-it was before both; the one that ends last is kept.
+worker.  It is made only for a receiver that names it, and costs no store call
+until it is read: the first read is one, and it is written back once, after every
+receiver has run, only if its JSON changed (so a change inside a nested list
+counts too).  An emptied session is deleted; one over 64 KiB of JSON is not
+written (the error is logged).  Two pushes of one follower handled at once each
+see the session as it was before both; the one that ends last is kept.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "session:"
+MAX_BYTES = 65536  # a session is a few small values; a larger one is a plugin's bug, kept out of the store
 
 
 class Session(MutableMapping[str, Any]):
@@ -90,7 +92,8 @@ class Session(MutableMapping[str, Any]):
     def save(self) -> bool:
         """Write the session back if it changed since it was read; True if the store was written.
 
-        Raises ``TypeError`` for a value JSON cannot hold (nothing is written then).
+        Raises ``TypeError`` for a value JSON cannot hold, ``ValueError`` for a session
+        over :data:`MAX_BYTES` of JSON (nothing is written then).
         """
         if self._data is None:
             return False
@@ -103,6 +106,8 @@ class Session(MutableMapping[str, Any]):
         text = json.dumps(self._data, ensure_ascii=False, separators=(",", ":"))
         if text == self._saved:
             return False
+        if len(text) > MAX_BYTES // 4 and len(text.encode()) > MAX_BYTES:
+            raise ValueError(f"it is {len(text.encode())} bytes of JSON, more than {MAX_BYTES}")
         self._store.set_value(KEY_PREFIX + self._openid, text, self._ttl)
         self._saved = text
         return True

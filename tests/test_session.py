@@ -172,3 +172,27 @@ def test_a_session_the_store_holds_that_is_not_json_starts_afresh(tmp_path, plug
     app = make_app(tmp_path, WECHAT_PLUGINS=plugin)
     app.extensions["wechat"].store.set_value("session:o_alice", "not json", 60)
     assert say(PushClient(app), "count") == "1"
+
+
+def test_a_session_grown_past_64_kib_is_logged_and_not_written(tmp_path, monkeypatch, caplog):
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    monkeypatch.syspath_prepend(str(folder))
+    (folder / "hoarder.py").write_text(
+        textwrap.dedent(
+            """
+            from app.routes import on_text
+
+            @on_text("hoard")
+            def hoard(session):
+                session["log"] = session.get("log", "") + "x" * 40000
+                return str(len(session["log"]))
+            """
+        )
+    )
+    client = PushClient(make_app(tmp_path, WECHAT_PLUGINS="hoarder"))
+    assert say(client, "hoard") == "40000"
+    with caplog.at_level(logging.ERROR):
+        assert say(client, "hoard") == "80000"  # the reply still goes
+    assert any("more than 65536" in record.getMessage() for record in caplog.records)
+    assert say(client, "hoard") == "80000"  # the session as last written
