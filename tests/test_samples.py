@@ -96,8 +96,9 @@ def test_a_sample_posted_twice_runs_twice_and_the_same_push_twice_runs_once(tmp_
         follows.append(event.create_time)
 
     client = WeChatTestClient(make_app(tmp_path))
-    with message_received.connected_to(count_text, sender="text"), event_received.connected_to(
-        count_follow, sender="subscribe"
+    with (
+        message_received.connected_to(count_text, sender="text"),
+        event_received.connected_to(count_follow, sender="subscribe"),
     ):
         for _ in range(2):
             assert client.post("text").status == 200
