@@ -159,11 +159,15 @@ def test_a_bad_rule_stops_start_up_with_one_line_naming_the_file_and_the_rule(tm
         ("rules.json", "[]", "must hold an object"),
         ("rules.yaml", "rules: []", "must end in .toml or .json"),
         ("missing.toml", None, "cannot be read"),
+        ("latin1.toml", "text = 'caf\xe9'".encode("latin-1"), "not valid TOML"),
+        ("deep.json", "[" * 100000, "not valid JSON"),
     ],
 )
 def test_a_bad_or_missing_rules_file_stops_start_up(tmp_path, name, content, expected):
     path = tmp_path / name
-    if content is not None:
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
         path.write_text(content)
     with pytest.raises(SettingsError, match=f"^WECHAT_AUTOREPLY_RULES {re.escape(str(path))}: {expected}"):
         autoreply_app(tmp_path, path)

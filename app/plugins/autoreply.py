@@ -97,6 +97,13 @@ class Rule:
 # --- reading a file -------------------------------------------------------------
 
 
+def _toml(data: bytes) -> Any:
+    return tomllib.loads(data.decode())
+
+
+_LANGUAGES: dict[str, tuple[str, Callable[[bytes], Any]]] = {".toml": ("TOML", _toml), ".json": ("JSON", json.loads)}
+
+
 def read_rules(path: str) -> tuple[Rule, ...]:
     """The rules in the file at ``path``; :class:`RuleError` naming the file, and the rule, if any is bad."""
     language, load = _LANGUAGES.get(os.path.splitext(path)[1].lower(), (None, None))
@@ -109,7 +116,7 @@ def read_rules(path: str) -> tuple[Rule, ...]:
         raise RuleError(f"{path}: cannot be read: {exc.strerror or exc}") from None
     try:
         document = load(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise RuleError(f"{path}: not valid {language}: {_one_line(exc)}") from None
     if not isinstance(document, dict):
         raise RuleError(f"{path}: must hold an object with a list 'rules'")
@@ -126,13 +133,6 @@ def read_rules(path: str) -> tuple[Rule, ...]:
         except ValueError as exc:
             raise RuleError(f"{path}, rule {number}: {exc}") from None
     return tuple(parsed)
-
-
-def _toml(data: bytes) -> Any:
-    return tomllib.loads(data.decode())
-
-
-_LANGUAGES: dict[str, tuple[str, Callable[[bytes], Any]]] = {".toml": ("TOML", _toml), ".json": ("JSON", json.loads)}
 
 
 def parse_rule(rule: object) -> Rule:
