@@ -45,9 +45,11 @@ errorlog = "-"
 # The request's path, never its query: WeChat's carries the follower's openid and the signatures.
 access_log_format = '%(h)s - - %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s"'
 # gunicorn's control socket (gunicornc) is off: its default place, under $HOME or $XDG_RUNTIME_DIR, may not be
-# writable (the image's user), and two servers on one machine would share it.  GUNICORN_CONTROL_SOCKET names one.
-control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET") or "gunicorn.ctl"
+# writable (the image's user has no home), and two servers on one machine would share it.  To have one, name
+# its path in GUNICORN_CONTROL_SOCKET.
 control_socket_disable = not os.environ.get("GUNICORN_CONTROL_SOCKET")
+if not control_socket_disable:
+    control_socket = os.environ["GUNICORN_CONTROL_SOCKET"]
 
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     for stale in glob.glob(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "*.db")):
