@@ -216,6 +216,7 @@ class Pipeline:
                 self.settings.dedup_ttl,
                 self.runner.owner_id(),
                 LEASE,
+                push.from_user if isinstance(push, Message) else None,
             )
         except StoreSkipped:
             # No journal: this delivery runs its own handlers and answers by its deadline, no holding.
@@ -226,7 +227,7 @@ class Pipeline:
         record = claim.record
         self.metrics.claimed(claim)
         if claim.runs:
-            if isinstance(push, Message) and record.attempts == 1:
+            if claim.held and isinstance(push, Message) and record.attempts == 1:
                 held = self.late.take_held(push.from_user)
                 if held is not None:
                     self.metrics.held_reply("taken")

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import secrets
 import socket
 import threading
 import time
 import weakref
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +42,90 @@ _runners: weakref.WeakSet[Runner] = weakref.WeakSet()
 _throttle = Throttle()  # the lease thread's failures repeat every second while the store is down
 
 
+class Latch:
+    """A one-way flag a thread can wait on: :class:`threading.Event`'s ``set``/``is_set``/``wait``,
+    for less.
+
+    Every push's delivery waits on its run's latch, so it is on the request path: an Event's
+    wait builds a Condition and a lock per waiter; this is one lock, held until the latch is set.
+    """
+
+    __slots__ = ("_lock", "_set")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self._set = False
+
+    def set(self) -> None:
+        if not self._set:
+            self._set = True
+            try:
+                self._lock.release()
+            except RuntimeError:  # set twice at once: released already
+                pass
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout: float) -> bool:
+        """True once set; False if ``timeout`` seconds pass first."""
+        if self._set:
+            return True
+        if self._lock.acquire(timeout=max(0.0, timeout)):
+            self._lock.release()  # for the next waiter
+            return True
+        return self._set
+
+
+class Pool:
+    """Threads that take calls off one queue, started as needed up to ``size``.
+
+    What :class:`concurrent.futures.ThreadPoolExecutor` does without the futures,
+    which nothing here reads: a run reports through its :class:`Latch`.
+    """
+
+    def __init__(self, size: int, name: str) -> None:
+        self.size = size
+        self.name = name
+        self._calls: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+
+    def submit(self, call: Callable[[], None]) -> None:
+        with self._lock:
+            if self._idle > 0:
+                self._idle -= 1  # that thread takes this call
+            elif len(self._threads) < self.size:
+                thread = threading.Thread(target=self._serve, name=f"{self.name}_{len(self._threads)}", daemon=True)
+                self._threads.append(thread)
+                thread.start()
+        self._calls.put(call)  # with every thread busy, the call waits for the first to be free
+
+    def _serve(self) -> None:
+        while True:
+            call = self._calls.get()
+            if call is None:
+                return
+            try:
+                call()
+            except Exception:
+                log.exception("a call in the pool failed")
+            with self._lock:
+                self._idle += 1
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Let every thread end once the calls queued before this are done."""
+        with self._lock:
+            threads = list(self._threads)
+        for _ in threads:
+            self._calls.put(None)
+        if wait:
+            for thread in threads:
+                thread.join()
+
+
 @dataclass
 class Run:
     """One run of a push's handlers in this process."""
@@ -52,7 +136,7 @@ class Run:
     received_at: float = 0.0  # when the push's first delivery arrived (wall clock)
     attempt: int = 1  # 1 for the first run of the push, 2 for a re-run
     deadline: float = 0.0  # the deadline of the delivery that started it (monotonic clock); 0: none
-    done: threading.Event = field(default_factory=threading.Event)
+    done: Latch = field(default_factory=Latch)
     reply_xml: bytes | None = None
 
 
@@ -80,7 +164,7 @@ class Runner:
         self._outcomes: dict[str, tuple[str, bytes | None]] = {}  # written later, together
         self._lock = threading.Lock()
         self._pid = 0
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: Pool | None = None
         _runners.add(self)
         # An app that goes away (or a process that exits) writes what it put off first: unwritten, a
         # push answered in time would look, 3 s later, like a run that died.
@@ -99,7 +183,7 @@ class Runner:
             self._runs = {}
             self._outcomes.clear()  # a forked copy's; the same dict, which the finalizer holds
             self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-            self._pool = ThreadPoolExecutor(self.pool_size, thread_name_prefix="wechat-run")
+            self._pool = Pool(self.pool_size, "wechat-run")
             self._pid = os.getpid()  # before the thread starts: it runs while this holds
             threading.Thread(target=_keep_leases, args=(weakref.ref(self), self._pid), daemon=True).start()
 
@@ -122,7 +206,7 @@ class Runner:
         if journalled:
             with self._lock:
                 self._runs[key] = run
-        self._pool.submit(self._work, run)
+        self._pool.submit(lambda: self._work(run))
         return run
 
     def local(self, key: str) -> Run | None:

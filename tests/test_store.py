@@ -185,6 +185,24 @@ def test_held_replies_come_out_oldest_first_and_expire(store):
     assert store.take_held_reply("o_other") == b"<xml>theirs</xml>"
 
 
+def test_a_claim_never_says_nothing_is_held_when_a_reply_is(store):
+    """The claim of a follower's message may say that nothing is held for them, sparing a look;
+    it must never say so while a reply is held (that reply would wait for yet another message)."""
+    store.hold_reply("o_fan", b"<xml>held</xml>", 60)
+    store.hold_reply("o_stale", b"<xml>stale</xml>", 0.2)
+    time.sleep(0.3)
+    assert store.claim_push("msg:h1", "text", b"<xml/>", 60, "w1", 3.0, "o_fan").held is True
+    assert store.take_held_reply("o_fan") == b"<xml>held</xml>"
+    if store_kind(store) == "sqlite":  # the SQLite claim looks in the same statement; Redis's always says "look"
+        assert store.claim_push("msg:h2", "text", b"<xml/>", 60, "w1", 3.0, "o_fan").held is False
+        assert store.claim_push("msg:h3", "text", b"<xml/>", 60, "w1", 3.0, "o_stale").held is False
+        assert store.claim_push("msg:h4", "text", b"<xml/>", 60, "w1", 3.0).held is False
+
+
+def store_kind(store) -> str:
+    return "sqlite" if type(store).__name__ == "SQLiteStore" else "redis"
+
+
 def test_values_expire_and_add_only_where_absent(store):
     assert store.get_value("k") is None
     assert store.add_value("k", "first", 60) is True

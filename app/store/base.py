@@ -53,6 +53,7 @@ class Claim:
 
     record: PushRecord
     runs: bool  # this delivery holds the lease now: it starts the run
+    held: bool = True  # a held reply may be waiting for the follower named in the claim (look before running)
 
 
 class StoreUnavailable(Exception):
@@ -66,11 +67,15 @@ def to_json(value: object) -> str:
 
 class Store(Protocol):
     # --- pushes ---------------------------------------------------------------
-    def claim_push(self, key: str, kind: str, body: bytes, ttl: int, owner: str, lease: float) -> Claim:
+    def claim_push(
+        self, key: str, kind: str, body: bytes, ttl: int, owner: str, lease: float, openid: str | None = None
+    ) -> Claim:
         """Count a delivery of the push under ``key``, journalling it if it is new.
 
         The claim runs (``owner`` holds the lease for ``lease`` seconds) when the push
         is new, or when :meth:`PushRecord.can_take_over`.  All in one atomic step.
+        With ``openid`` (a follower's message), ``Claim.held`` may be False to say that
+        no reply is held for them, which spares the request a look of its own.
         """
 
     def take_over(self, key: str, owner: str, lease: float) -> bool:

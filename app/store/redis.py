@@ -74,7 +74,9 @@ class RedisStore:
 
     # --- pushes ---------------------------------------------------------------
 
-    def claim_push(self, key: str, kind: str, body: bytes, ttl: int, owner: str, lease: float) -> Claim:
+    def claim_push(
+        self, key: str, kind: str, body: bytes, ttl: int, owner: str, lease: float, openid: str | None = None
+    ) -> Claim:
         now = time.time()
         args = [key, kind, body, now, int(ttl), owner, now + lease]
         answer = self._claim(keys=[PREFIX + "push:" + key, RUNNING_SET, PUSH_INDEX], args=args)

@@ -74,6 +74,7 @@ SCHEMA_TIMEOUT = 10.0  # how long start-up waits for another process setting up 
 BATCH_TIMEOUT = 5.0  # how long a batch of put-off outcomes waits for the lock
 HOLD_MARGIN = 3600.0  # a push outlives its held reply by this much, to record what became of it
 _RECORD = "key, kind, status, reply, received_at, deliveries, attempts, lease_until, late"
+_HELD_FOR = " RETURNING (SELECT 1 FROM held WHERE openid = ? AND expires_at > ? LIMIT 1)"
 
 # Expired pushes are swept every SWEEP_EVERY claims, looking at the SWEEP_OLDEST oldest rows
 # only, so no request pays for a long delete.  Every push lives as long, and a row is only
@@ -136,7 +137,9 @@ class SQLiteStore:
 
     # --- pushes ---------------------------------------------------------------
 
-    def claim_push(self, key: str, kind: str, body: bytes, ttl: int, owner: str, lease: float) -> Claim:
+    def claim_push(
+        self, key: str, kind: str, body: bytes, ttl: int, owner: str, lease: float, openid: str | None = None
+    ) -> Claim:
         now = time.time()
         self._claims += 1
         if self._claims % SWEEP_EVERY == 0:
@@ -151,8 +154,12 @@ class SQLiteStore:
             "lease_until) VALUES (?, ?, ?, ?, ?, ?, 1, 1, ?, ?) ON CONFLICT (key) DO NOTHING"
         )
         values = (key, kind, body, now, now + ttl, RUNNING, owner, now + lease)
-        if self.db.execute(insert, values).rowcount == 1:  # the common case: one statement
-            return Claim(new, runs=True)
+        # The common case, a new push, in one statement, which also says whether a reply is held for
+        # the follower (nearly always not): no second statement for that.
+        # (fetchall: the statement, and so its write, is done only once its rows are all read)
+        inserted = self.db.execute(insert + _HELD_FOR, (*values, openid, now)).fetchall()
+        if inserted:
+            return Claim(new, runs=True, held=inserted[0][0] is not None)
         with self._transaction() as db:
             row = db.execute(f"SELECT {_RECORD}, expires_at FROM pushes WHERE key = ?", (key,)).fetchone()
             if row is None or row[-1] < now:  # expired and not swept yet: a new push
