@@ -88,49 +88,67 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = registry = CollectorRegistry()
         self.pushes = Counter(
-            "wechat_pushes", "Deliveries of pushes, by push type and what they were answered with.",
-            ["type", "outcome"], registry=registry,
-        )  # fmt: skip
+            "wechat_pushes",
+            "Deliveries of pushes, by push type and what they were answered with.",
+            ["type", "outcome"],
+            registry=registry,
+        )
         self.push_seconds = Histogram(
-            "wechat_push_duration_seconds", "Seconds from a delivery's arrival to its answer.",
-            buckets=DELIVERY_BUCKETS, registry=registry,
-        )  # fmt: skip
+            "wechat_push_duration_seconds",
+            "Seconds from a delivery's arrival to its answer.",
+            buckets=DELIVERY_BUCKETS,
+            registry=registry,
+        )
         self.handler_seconds = Histogram(
-            "wechat_handler_duration_seconds", "Seconds a push's receivers took.",
-            buckets=HANDLER_BUCKETS, registry=registry,
-        )  # fmt: skip
+            "wechat_handler_duration_seconds",
+            "Seconds a push's receivers took.",
+            buckets=HANDLER_BUCKETS,
+            registry=registry,
+        )
         self.handler_failures = Counter("wechat_handler_failures", "Receivers that raised.", registry=registry)
         self.refusals = Counter(
-            "wechat_refusals", "Callback requests refused, by HTTP status and reason.",
-            ["status", "reason"], registry=registry,
-        )  # fmt: skip
-        self.dedup_hits = Counter(
-            "wechat_dedup_hits", "Repeated deliveries of a push, answered without running its handlers again.",
+            "wechat_refusals",
+            "Callback requests refused, by HTTP status and reason.",
+            ["status", "reason"],
             registry=registry,
-        )  # fmt: skip
+        )
+        self.dedup_hits = Counter(
+            "wechat_dedup_hits",
+            "Repeated deliveries of a push, answered without running its handlers again.",
+            registry=registry,
+        )
         self.late_replies = Counter(
-            "wechat_late_replies", "Replies not ready by a delivery's deadline, by WECHAT_LATE_REPLY and outcome.",
-            ["mode", "outcome"], registry=registry,
-        )  # fmt: skip
+            "wechat_late_replies",
+            "Replies not ready by a delivery's deadline, by WECHAT_LATE_REPLY and outcome.",
+            ["mode", "outcome"],
+            registry=registry,
+        )
         self.held_replies = Counter(
-            "wechat_held_replies", "Replies held for a follower's next message, taken or expired.",
-            ["outcome"], registry=registry,
-        )  # fmt: skip
+            "wechat_held_replies",
+            "Replies held for a follower's next message, taken or expired.",
+            ["outcome"],
+            registry=registry,
+        )
         self.api_calls = Counter(
-            "wechat_api_calls", "Calls to the WeChat API (each attempt), by endpoint and errcode.",
-            ["endpoint", "errcode"], registry=registry,
-        )  # fmt: skip
+            "wechat_api_calls",
+            "Calls to the WeChat API (each attempt), by endpoint and errcode.",
+            ["endpoint", "errcode"],
+            registry=registry,
+        )
         self.token_refreshes = Counter(
-            "wechat_token_refreshes", "Access tokens fetched from WeChat, or fetches that failed.",
-            ["outcome"], registry=registry,
-        )  # fmt: skip
+            "wechat_token_refreshes",
+            "Access tokens fetched from WeChat, or fetches that failed.",
+            ["outcome"],
+            registry=registry,
+        )
         self.store_failures = Counter(
             "wechat_store_failures", "Store calls that failed, by operation.", ["operation"], registry=registry
         )
         self.internal_errors = Counter(
-            "wechat_internal_errors", "Deliveries answered success after an error inside the server.",
+            "wechat_internal_errors",
+            "Deliveries answered success after an error inside the server.",
             registry=registry,
-        )  # fmt: skip
+        )
         for operation in STORE_OPERATIONS:
             self.store_failures.labels(operation)
         for outcome in ("fetched", "failed"):

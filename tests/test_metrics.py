@@ -128,8 +128,12 @@ def test_a_failed_token_fetch_and_an_unreachable_api_are_counted(tmp_path, fake)
     text = scrape(app)
     assert sample(text, "wechat_token_refreshes_total", outcome="failed") == 1
     assert sample(text, "wechat_token_refreshes_total", outcome="fetched") == 0
-    errcodes = {s.labels["errcode"] for f in text_string_to_metric_families(text) for s in f.samples
-                if s.name == "wechat_api_calls_total" and s.labels["endpoint"] == "stable_token"}  # fmt: skip
+    errcodes = {
+        s.labels["errcode"]
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "wechat_api_calls_total" and s.labels["endpoint"] == "stable_token"
+    }
     assert errcodes and "0" not in errcodes
     other = scrape(unreachable)
     assert sample(other, "wechat_api_calls_total", endpoint="stable_token", errcode="transport") >= 1
