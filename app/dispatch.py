@@ -57,8 +57,11 @@ def dispatch(
         if not calls:
             continue
         if given is None:  # built once a receiver is there to take it
-            shared, ttl = _shared(plugins, store, settings, extra)
-            given = {name: push, **shared}
+            cached = plugins.dispatch_cache
+            if cached is None or cached[0] is not store or cached[1] is not settings or cached[2] != extra:
+                cached = _shared(plugins, store, settings, extra)
+            ttl = cached[4]
+            given = {name: push, **cached[3]}
         for receiver, plan in calls:
             try:
                 if plan is EVERYTHING:
@@ -80,16 +83,12 @@ def dispatch(
     return Outcome(reply, failures)
 
 
-def _shared(
-    plugins: Plugins, store: Store | None, settings: Settings | None, extra: dict[str, Any]
-) -> tuple[dict[str, Any], float]:
-    """What every receiver of the app is given besides the push and the session, and the session's expiry.
+def _shared(plugins: Plugins, store: Store | None, settings: Settings | None, extra: dict[str, Any]) -> tuple:
+    """``(store, settings, extra)`` as the caller passed them, then what every receiver of the app is given
+    besides the push and the session, and the session's expiry.
 
     The same for every push of an app, so kept on its ``plugins`` until the caller passes something else.
     """
-    cached = plugins.dispatch_cache
-    if cached is not None and cached[0] is store and cached[1] is settings and cached[2] == extra:
-        return cached[3], cached[4]
     asked = (store, settings, dict(extra))
     if settings is None:
         settings = getattr(extra.get("client"), "settings", None)
@@ -99,8 +98,8 @@ def _shared(
     if store is not None:
         shared["store"] = PluginStore(store)
     ttl = settings.session_ttl if settings is not None else DEFAULT_SESSION_TTL
-    plugins.dispatch_cache = (*asked, shared, ttl)
-    return shared, ttl
+    plugins.dispatch_cache = cached = (*asked, shared, ttl)
+    return cached
 
 
 def _save(session: Session) -> None:
