@@ -47,6 +47,7 @@ STORE_OPERATIONS = (
     "take_held_reply",
     "lapsed_runs",
     "expired_holds",
+    "sweep_values",
     "renew_leases",
     "check_writable",
     "metrics",

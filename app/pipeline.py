@@ -326,7 +326,7 @@ class Pipeline:
         token = tasks.current.set(handing)
         started = time.perf_counter()
         try:
-            outcome = dispatch(push, self.plugins, client=self.client, store=self.store)
+            outcome = dispatch(push, self.plugins, client=self.client, store=self.store, settings=self.settings)
         finally:
             tasks.current.reset(token)
         handled = Handled(outcome.reply, None, HANDLER_FAILED if outcome.failures else ANSWERED, handoffs=handing.tasks)
@@ -396,6 +396,7 @@ class Pipeline:
         try:
             lost = self.guard.call("lapsed_runs", self.store.lapsed_runs, time.time(), 20)
             expired = self.guard.call("expired_holds", self.store.expired_holds, time.time(), 100)
+            self.guard.call("sweep_values", self.store.sweep_values, time.time(), 500)
         except StoreSkipped:
             return
         for record in lost:

@@ -199,6 +199,24 @@ def test_a_claim_never_says_nothing_is_held_when_a_reply_is(store):
         assert store.claim_push("msg:h4", "text", b"<xml/>", 60, "w1", 3.0).held is False
 
 
+def test_expired_values_are_swept_out_of_the_sqlite_file(tmp_path):
+    """Sessions and plugin values are written once per follower; expired ones must not pile up in the file."""
+    import sqlite3
+
+    path = tmp_path / "store.sqlite3"
+    store = open_store(f"sqlite:///{path}")
+    try:
+        store.set_value("session:o_gone", "{}", 0.1)
+        store.set_value("session:o_here", "{}", 60)
+        time.sleep(0.2)
+        assert store.sweep_values(time.time(), 500) == 1
+        rows = sqlite3.connect(path).execute("SELECT key FROM kv").fetchall()
+        assert rows == [("session:o_here",)]
+        assert store.get_value("session:o_here") == "{}"
+    finally:
+        store.close()
+
+
 def store_kind(store) -> str:
     return "sqlite" if type(store).__name__ == "SQLiteStore" else "redis"
 

@@ -125,6 +125,9 @@ class Store(Protocol):
     def expired_holds(self, now: float, limit: int) -> list[str]:
         """Remove held replies whose time ran out before the follower wrote; their pushes' keys."""
 
+    def sweep_values(self, now: float, limit: int) -> int:
+        """Remove up to ``limit`` values whose time ran out (a store whose values expire by themselves: 0)."""
+
     # --- values ---------------------------------------------------------------
     def get_value(self, key: str) -> str | None:
         """The live value under ``key``."""

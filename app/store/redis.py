@@ -181,6 +181,9 @@ class RedisStore:
         pushes = [member.decode().split("\x1f")[2] for member in members]
         return [push for push in pushes if push]
 
+    def sweep_values(self, now: float, limit: int) -> int:
+        return 0  # Redis expires them itself
+
     # --- values ---------------------------------------------------------------
 
     def get_value(self, key: str) -> str | None:

@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS kv (
     value TEXT NOT NULL,
     expires_at REAL NOT NULL
 );
+CREATE INDEX IF NOT EXISTS kv_by_expiry ON kv (expires_at);
 CREATE TABLE IF NOT EXISTS jobs (
     kind TEXT NOT NULL,
     msg_id TEXT NOT NULL,
@@ -316,6 +317,12 @@ class SQLiteStore:
             (now, limit),
         ).fetchall()
         return [row[0] for row in rows if row[0]]
+
+    def sweep_values(self, now: float, limit: int) -> int:
+        # Plugin values and sessions are set once per follower and may never be read again.
+        return self.db.execute(
+            "DELETE FROM kv WHERE key IN (SELECT key FROM kv WHERE expires_at <= ? LIMIT ?)", (now, limit)
+        ).rowcount
 
     # --- values ---------------------------------------------------------------
 
