@@ -70,13 +70,25 @@ def conf_default(variable: str) -> str:
 
 CONFIGS = {
     "pinned": Config(
-        "pinned", "1 sync worker pinned to CPU 0, wrk pinned to CPU 1",
-        {"GUNICORN_WORKERS": "1", "GUNICORN_WORKER_CLASS": "sync"}, 1, "0", "1", 1, 4,
+        "pinned",
+        "1 sync worker pinned to CPU 0, wrk pinned to CPU 1",
+        {"GUNICORN_WORKERS": "1", "GUNICORN_WORKER_CLASS": "sync"},
+        1,
+        "0",
+        "1",
+        1,
+        4,
     ),
     "2w": Config(
-        "2w", f"2 workers (gunicorn.conf.py's {conf_default('GUNICORN_WORKER_CLASS')}, "
+        "2w",
+        f"2 workers (gunicorn.conf.py's {conf_default('GUNICORN_WORKER_CLASS')}, "
         f"{conf_default('GUNICORN_THREADS')} threads), unpinned; wrk unpinned",
-        {"GUNICORN_WORKERS": "2"}, 2, None, None, 2, 16,
+        {"GUNICORN_WORKERS": "2"},
+        2,
+        None,
+        None,
+        2,
+        16,
     ),
 }
 
@@ -89,13 +101,17 @@ def free_port() -> int:
 
 def clean_env() -> dict:
     """The environment without any inherited GUNICORN_* / WECHAT_* / metrics-folder setting."""
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith(("GUNICORN_", "WECHAT_", "BENCH_")) and k != "PROMETHEUS_MULTIPROC_DIR"}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GUNICORN_", "WECHAT_", "BENCH_")) and k != "PROMETHEUS_MULTIPROC_DIR"
+    }
 
 
 class Server:
-    def __init__(self, app: App, config: Config, workdir: str, store_path: str | None = None,
-                 extra_env: dict | None = None) -> None:
+    def __init__(
+        self, app: App, config: Config, workdir: str, store_path: str | None = None, extra_env: dict | None = None
+    ) -> None:
         self.app = app
         self.config = config
         self.port = free_port()
@@ -133,13 +149,16 @@ class Server:
         # repository is on the path whatever the driver's working directory.
         path = os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p)
         env = {**clean_env(), **self.env_settings, "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir, "PYTHONPATH": path}
-        self.proc = subprocess.Popen(self.cmd, env=env, stdout=self.log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            self.cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.app.name} server exited with {self.proc.returncode}; see {self.log_path}:\n"
-                                   + open(self.log_path, errors="replace").read()[-2000:])
+                raise RuntimeError(
+                    f"{self.app.name} server exited with {self.proc.returncode}; see {self.log_path}:\n"
+                    + open(self.log_path, errors="replace").read()[-2000:]
+                )
             workers = sysstat.children(self.proc.pid)
             if len(workers) >= self.config.workers:
                 try:
@@ -198,8 +217,9 @@ class Server:
             try:
                 pushes.check_reply(self.app.name, safe, push, status, body)
             except Exception as exc:
-                raise pushes.BadReply(f"{self.app.name} ({'safe' if safe else 'plaintext'}) answered "
-                                      f"{push.content!r} wrongly: {exc}") from None
+                raise pushes.BadReply(
+                    f"{self.app.name} ({'safe' if safe else 'plaintext'}) answered {push.content!r} wrongly: {exc}"
+                ) from None
         return len(sample)
 
 
@@ -212,8 +232,21 @@ class WrkResult:
 
 
 def run_wrk(server: Server, push_file: str, duration: float, config: Config) -> WrkResult:
-    cmd = ["wrk", f"-t{config.wrk_threads}", f"-c{config.connections}", f"-d{duration}s", "--timeout", "5s",
-           "-s", LUA, f"http://127.0.0.1:{server.port}", "--", push_file, server.app.expect, str(config.wrk_threads)]
+    cmd = [
+        "wrk",
+        f"-t{config.wrk_threads}",
+        f"-c{config.connections}",
+        f"-d{duration}s",
+        "--timeout",
+        "5s",
+        "-s",
+        LUA,
+        f"http://127.0.0.1:{server.port}",
+        "--",
+        push_file,
+        server.app.expect,
+        str(config.wrk_threads),
+    ]
     if config.wrk_cpus is not None:
         cmd = ["taskset", "-c", config.wrk_cpus, *cmd]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -229,7 +262,7 @@ def run_wrk(server: Server, push_file: str, duration: float, config: Config) -> 
     data = None
     for line in text.splitlines():
         if line.startswith("BENCH_JSON "):
-            data = json.loads(line[len("BENCH_JSON "):])
+            data = json.loads(line[len("BENCH_JSON ") :])
     if proc.returncode != 0 or data is None:
         raise RuntimeError(f"wrk failed ({proc.returncode}):\n{text}")
     return WrkResult(data, usage.ru_utime + usage.ru_stime, " ".join(cmd), text)
@@ -267,8 +300,18 @@ OTHER_LIMIT = 0.10
 STEAL_LIMIT = 0.05
 
 
-def timed_run(app: App, config: Config, safe: bool, duration: float, n_pushes: int, round_no: int, attempt: int,
-              workdir: str, store_path: str | None = None, extra_env: dict | None = None) -> RunResult:
+def timed_run(
+    app: App,
+    config: Config,
+    safe: bool,
+    duration: float,
+    n_pushes: int,
+    round_no: int,
+    attempt: int,
+    workdir: str,
+    store_path: str | None = None,
+    extra_env: dict | None = None,
+) -> RunResult:
     mode = "safe" if safe else "plaintext"
     result = RunResult(config.name, mode, app.name, round_no, attempt, started=time.strftime("%H:%M:%S"))
     server = Server(app, config, workdir, store_path, extra_env)

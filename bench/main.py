@@ -34,8 +34,19 @@ def log(message: str) -> None:
 
 
 def versions() -> dict:
-    names = ["gunicorn", "Flask", "Werkzeug", "lxml", "cryptography", "blinker", "WeRoBot", "bottle", "wechatpy",
-             "xmltodict", "pyinstrument"]
+    names = [
+        "gunicorn",
+        "Flask",
+        "Werkzeug",
+        "lxml",
+        "cryptography",
+        "blinker",
+        "WeRoBot",
+        "bottle",
+        "wechatpy",
+        "xmltodict",
+        "pyinstrument",
+    ]
     out = {"python": platform.python_version()}
     for name in names:
         try:
@@ -84,7 +95,9 @@ def git_state() -> dict:
 
     return {
         "commit": git("rev-parse", "HEAD"),
-        "dirty_paths": [line[3:] for line in git("status", "--porcelain", "--", "app", "wsgi.py", "gunicorn.conf.py").splitlines()],
+        "dirty_paths": [
+            line[3:] for line in git("status", "--porcelain", "--", "app", "wsgi.py", "gunicorn.conf.py").splitlines()
+        ],
     }
 
 
@@ -104,8 +117,10 @@ def load_phase(args, results: dict, workdir: str, deadline: float) -> None:
                 attempt = 0
                 while True:
                     quiet = sysstat.wait_quiet(max_wait=args.quiet_wait if time.monotonic() < deadline else 3)
-                    log(f"{config_name} round {round_no} {mode} attempt {attempt + 1} "
-                        f"(machine busy {quiet['busy_cores']:.2f} cores, waited {quiet['waited_s']}s)")
+                    log(
+                        f"{config_name} round {round_no} {mode} attempt {attempt + 1} "
+                        f"(machine busy {quiet['busy_cores']:.2f} cores, waited {quiet['waited_s']}s)"
+                    )
                     group = []
                     for app_name in args.apps:
                         app = lb.APPS[app_name]
@@ -119,13 +134,18 @@ def load_phase(args, results: dict, workdir: str, deadline: float) -> None:
                         r_dict = asdict(r)
                         r_dict["quiet_before"] = quiet
                         group.append(r_dict)
-                        log(f"  {app_name:9s} " + (
-                            f"{r.rps:8.0f} req/s  p50 {r.p50_ms:6.2f} ms  p99 {r.p99_ms:6.2f} ms  "
-                            f"{r.cpu_us_per_req:6.0f} CPU us/req  other {r.machine['other_cores']:.2f} "
-                            f"steal {r.machine['steal_cores']:.2f}"
-                            + (f"  INVALID: {'; '.join(r.invalid)}" if r.invalid else "")
-                            + (f"  DISTURBED: {'; '.join(r.disturbed)}" if r.disturbed else "")
-                            if r.error is None else f"ERROR {r.error}"))
+                        log(
+                            f"  {app_name:9s} "
+                            + (
+                                f"{r.rps:8.0f} req/s  p50 {r.p50_ms:6.2f} ms  p99 {r.p99_ms:6.2f} ms  "
+                                f"{r.cpu_us_per_req:6.0f} CPU us/req  other {r.machine['other_cores']:.2f} "
+                                f"steal {r.machine['steal_cores']:.2f}"
+                                + (f"  INVALID: {'; '.join(r.invalid)}" if r.invalid else "")
+                                + (f"  DISTURBED: {'; '.join(r.disturbed)}" if r.disturbed else "")
+                                if r.error is None
+                                else f"ERROR {r.error}"
+                            )
+                        )
                     redo = [g for g in group if g["error"] is None and (g["disturbed"] or g["wrk"].get("repeats"))]
                     attempt += 1
                     if redo and attempt <= args.retries and time.monotonic() < deadline:
@@ -148,8 +168,12 @@ def scale_http_phase(args, results: dict, workdir: str, deadline: float) -> None
     log(f"scale: filling a store with {args.scale_keys:,} keys")
     fill_s = inprocess.fill_store(big, args.scale_keys)
     inprocess.fill_store(small, 1)
-    results["scale_http"] = {"keys": args.scale_keys, "fill_s": round(fill_s, 1),
-                             "file_mb": round(os.path.getsize(big) / 2**20, 1), "runs": []}
+    results["scale_http"] = {
+        "keys": args.scale_keys,
+        "fill_s": round(fill_s, 1),
+        "file_mb": round(os.path.getsize(big) / 2**20, 1),
+        "runs": [],
+    }
     config = lb.CONFIGS["pinned"]
     os.sched_setaffinity(0, {int(config.wrk_cpus)})
     for round_no in range(1, args.rounds + 1):
@@ -157,17 +181,31 @@ def scale_http_phase(args, results: dict, workdir: str, deadline: float) -> None
             tries = 1 + (args.retries if time.monotonic() < deadline else 0)
             for attempt in range(1, tries + 1):
                 quiet = sysstat.wait_quiet(max_wait=args.quiet_wait if time.monotonic() < deadline else 3)
-                r = lb.timed_run(lb.APPS["project"], config, False, args.duration, int(3000 * args.duration), round_no,
-                                 attempt, workdir, store_path=path)
+                r = lb.timed_run(
+                    lb.APPS["project"],
+                    config,
+                    False,
+                    args.duration,
+                    int(3000 * args.duration),
+                    round_no,
+                    attempt,
+                    workdir,
+                    store_path=path,
+                )
                 d = asdict(r)
                 d["keys"] = keys
                 d["quiet_before"] = quiet
                 results["scale_http"]["runs"].append(d)
-                log(f"  scale {keys:>9,} keys: " + (
-                    f"{r.rps:7.0f} req/s  {r.cpu_us_per_req:6.0f} CPU us/req  other {r.machine['other_cores']:.2f}"
-                    + (f"  INVALID: {'; '.join(r.invalid)}" if r.invalid else "")
-                    + (f"  DISTURBED: {'; '.join(r.disturbed)}" if r.disturbed else "")
-                    if r.error is None else f"ERROR {r.error}"))
+                log(
+                    f"  scale {keys:>9,} keys: "
+                    + (
+                        f"{r.rps:7.0f} req/s  {r.cpu_us_per_req:6.0f} CPU us/req  other {r.machine['other_cores']:.2f}"
+                        + (f"  INVALID: {'; '.join(r.invalid)}" if r.invalid else "")
+                        + (f"  DISTURBED: {'; '.join(r.disturbed)}" if r.disturbed else "")
+                        if r.error is None
+                        else f"ERROR {r.error}"
+                    )
+                )
                 if not r.disturbed:
                     break
                 d["superseded"] = attempt < tries
@@ -186,9 +224,12 @@ def run_child(label: str, cmd: list[str], results: dict) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="bench/run", description="Benchmark the WeChat callback server.")
-    parser.add_argument("--quick", action="store_true",
-                        help="a smoke run: 1 round of 2 s, small in-process runs, 20,000-key store; "
-                             "writes bench/out/RESULTS-quick.md, not bench/RESULTS.md")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: 1 round of 2 s, small in-process runs, 20,000-key store; "
+        "writes bench/out/RESULTS-quick.md, not bench/RESULTS.md",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=5, help="seconds of each timed wrk run")
     parser.add_argument("--configs", default="pinned,2w")
@@ -199,11 +240,21 @@ def main() -> None:
     parser.add_argument("--scale-keys", type=int, default=1_000_000)
     parser.add_argument("--inproc-pushes", type=int, default=3000)
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: load,scale,inprocess,profile")
-    parser.add_argument("--profile", choices=["auto", "always", "never"], default="auto",
-                        help="profile the project's in-process path: when a target is missed (auto), always, never")
-    parser.add_argument("--budget", type=float, default=12,
-                        help="minutes of load runs after which disturbed rounds are not rerun nor waited for")
-    parser.add_argument("--output", help="the report to write (default bench/RESULTS.md, quick: bench/out/RESULTS-quick.md)")
+    parser.add_argument(
+        "--profile",
+        choices=["auto", "always", "never"],
+        default="auto",
+        help="profile the project's in-process path: when a target is missed (auto), always, never",
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=12,
+        help="minutes of load runs after which disturbed rounds are not rerun nor waited for",
+    )
+    parser.add_argument(
+        "--output", help="the report to write (default bench/RESULTS.md, quick: bench/out/RESULTS-quick.md)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.rounds = min(args.rounds, 1)
@@ -245,9 +296,21 @@ def main() -> None:
             scale_http_phase(args, results, workdir, deadline + 3 * 60)
         if "inprocess" not in args.skip:
             inproc_json = os.path.join(workdir, "inprocess.json")
-            cmd = ["taskset", "-c", "0", sys.executable, os.path.join(BENCH, "inprocess.py"), "--out", inproc_json,
-                   "--pushes", str(args.inproc_pushes), "--scale-keys", str(args.scale_keys),
-                   "--scale-pushes", str(max(500, args.inproc_pushes // 2))]
+            cmd = [
+                "taskset",
+                "-c",
+                "0",
+                sys.executable,
+                os.path.join(BENCH, "inprocess.py"),
+                "--out",
+                inproc_json,
+                "--pushes",
+                str(args.inproc_pushes),
+                "--scale-keys",
+                str(args.scale_keys),
+                "--scale-pushes",
+                str(max(500, args.inproc_pushes // 2)),
+            ]
             if args.quick:
                 cmd += ["--runs", "3", "--parse-repeat", "1000"]
             big = results.get("scale_http", {}).get("big_store")
@@ -261,8 +324,19 @@ def main() -> None:
         results["targets"] = targets
         missed = [t for t in targets if t["met"] is False]
         if "profile" not in args.skip and (args.profile == "always" or (args.profile == "auto" and missed)):
-            cmd = ["taskset", "-c", "0", sys.executable, os.path.join(BENCH, "profile_project.py"),
-                   "--out-dir", profile_dir, "--pushes", str(args.inproc_pushes)]
+            cmd = [
+                "taskset",
+                "-c",
+                "0",
+                sys.executable,
+                os.path.join(BENCH, "profile_project.py"),
+                "--out-dir",
+                profile_dir,
+                "--pushes",
+                str(args.inproc_pushes),
+            ]
+            if args.quick:
+                cmd += ["--passes", "3"]
             sysstat.wait_quiet(max_wait=args.quiet_wait)
             if run_child("profile", cmd, results) == 0:
                 with open(os.path.join(profile_dir, "profile.json")) as f:
@@ -277,11 +351,12 @@ def main() -> None:
         results["json_path"] = os.path.relpath(json_path, REPO)
         with open(output, "w") as f:
             f.write(report.markdown(results))
-    log(f"wrote {os.path.relpath(output, REPO)} and {os.path.relpath(json_path, REPO)} "
-        f"({results['elapsed_min']} min)")
+    log(f"wrote {os.path.relpath(output, REPO)} and {os.path.relpath(json_path, REPO)} ({results['elapsed_min']} min)")
     for t in results.get("targets", []):
-        print(f"  {'MET   ' if t['met'] else 'MISSED' if t['met'] is False else 'N/A   '} {t['name']}: "
-              f"{t['value'] if t['value'] is not None else '-'} (target {t['target']})")
+        print(
+            f"  {'MET   ' if t['met'] else 'MISSED' if t['met'] is False else 'N/A   '} {t['name']}: "
+            f"{t['value'] if t['value'] is not None else '-'} (target {t['target']})"
+        )
 
 
 if __name__ == "__main__":

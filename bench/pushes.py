@@ -54,8 +54,8 @@ TEXTS = (
     "👍🎉😀🚀🔥",
     "ok 👌 好的 🙏",
     "<b>bold</b> & <i>\"quoted\"</i> 'single' a<b>c",
-    "if (a < b && c > d) { return \"x&y\"; }",
-    "混合 mixed <tag attr=\"v\"> & 表情 😂 ]] > done",
+    'if (a < b && c > d) { return "x&y"; }',
+    '混合 mixed <tag attr="v"> & 表情 😂 ]] > done',
     "x",
 )
 
