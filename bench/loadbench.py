@@ -72,7 +72,7 @@ CONFIGS = {
     "pinned": Config(
         "pinned",
         "1 sync worker pinned to CPU 0, wrk pinned to CPU 1",
-        {"GUNICORN_WORKERS": "1", "GUNICORN_WORKER_CLASS": "sync"},
+        {"GUNICORN_WORKERS": "1", "GUNICORN_WORKER_CLASS": "sync", "GUNICORN_THREADS": "1"},  # threads > 1 makes gunicorn use gthread
         1,
         "0",
         "1",
