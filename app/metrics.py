@@ -48,6 +48,7 @@ STORE_OPERATIONS = (
     "lapsed_runs",
     "expired_holds",
     "sweep_values",
+    "checkpoint",
     "renew_leases",
     "check_writable",
     "metrics",

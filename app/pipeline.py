@@ -392,11 +392,13 @@ class Pipeline:
 
     def _look_for_lapsed(self) -> None:
         """Every second: runs whose lease lapsed (re-run once in time, else journal them abandoned),
-        and held replies whose day ran out (journal their pushes ``late_reply_failed``)."""
+        held replies whose day ran out (journal their pushes ``late_reply_failed``), and the
+        store's upkeep (expired values, SQLite's WAL)."""
+        self._upkeep("sweep_values", self.store.sweep_values, time.time(), 500)
+        self._upkeep("checkpoint", self.store.checkpoint)
         try:
             lost = self.guard.call("lapsed_runs", self.store.lapsed_runs, time.time(), 20)
             expired = self.guard.call("expired_holds", self.store.expired_holds, time.time(), 100)
-            self.guard.call("sweep_values", self.store.sweep_values, time.time(), 500)
         except StoreSkipped:
             return
         for record in lost:
@@ -405,6 +407,14 @@ class Pipeline:
             log.error("push %s: its late reply was held a day and the follower never wrote; it is lost", key)
             self.metrics.held_reply("expired")
             self.store.set_push_status(key, LATE_REPLY_FAILED)
+
+    def _upkeep(self, operation: str, function: Callable[..., object], *args: object) -> None:
+        """A store call no request waits on: a failure is counted and logged, and the store is not skipped for it."""
+        try:
+            function(*args)
+        except Exception as exc:
+            self.metrics.store_failed(operation)
+            self.throttle.log(log, logging.WARNING, f"upkeep {operation}", "store %s failed: %s", operation, exc)
 
     def _rerun(self, record: PushRecord) -> None:
         if record.body is None or not self._take_over(record.key):

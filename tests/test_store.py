@@ -379,3 +379,32 @@ def test_only_the_owner_marks_its_running_push_unfinished(store):
     claim(store, "msg:2", owner="w1")
     store.finish_push("msg:2", ANSWERED, b"<xml/>")
     assert store.mark_unfinished("msg:2", "w1") is False, "a finished run stays finished"
+
+
+def test_the_wal_is_checkpointed_in_the_background_not_by_requests(tmp_path):
+    """A server's writes reach the database file itself within a second or two, copied there by the
+    background thread, and its request connections no longer checkpoint."""
+    import sqlite3
+
+    from app.testing import PushClient as Client
+
+    path = tmp_path / "store.sqlite3"
+    app = make_app(tmp_path)
+    app.extensions["wechat"].pipeline.runner.start_background()  # as a server worker does at boot
+    client = Client(app)
+    for n in range(40):
+        assert client.post(text_push(f"n{n}")).content == f"n{n}"
+    store = app.extensions["wechat"].store
+    assert store.db.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+
+    def in_the_file() -> int:  # the database file alone, without the WAL
+        reader = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+        try:
+            return reader.execute("SELECT count(*) FROM pushes").fetchone()[0]
+        finally:
+            reader.close()
+
+    deadline = time.monotonic() + 5
+    while in_the_file() < 40 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert in_the_file() == 40

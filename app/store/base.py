@@ -128,6 +128,9 @@ class Store(Protocol):
     def sweep_values(self, now: float, limit: int) -> int:
         """Remove up to ``limit`` values whose time ran out (a store whose values expire by themselves: 0)."""
 
+    def checkpoint(self) -> None:
+        """Upkeep a background thread does every second, off the request path (SQLite: its WAL)."""
+
     # --- values ---------------------------------------------------------------
     def get_value(self, key: str) -> str | None:
         """The live value under ``key``."""

@@ -184,6 +184,9 @@ class RedisStore:
     def sweep_values(self, now: float, limit: int) -> int:
         return 0  # Redis expires them itself
 
+    def checkpoint(self) -> None:
+        pass  # Redis persists on its own schedule
+
     # --- values ---------------------------------------------------------------
 
     def get_value(self, key: str) -> str | None:

@@ -8,7 +8,6 @@ row (the upserts) is a single statement, so workers never hold a lock for long.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sqlite3
 import threading
@@ -16,8 +15,8 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
-from ..jobs import Job
-from .base import ABANDONED, RUNNING, UNFINISHED, Claim, PushRecord, StoreUnavailable, to_json
+from .base import ABANDONED, RUNNING, UNFINISHED, Claim, PushRecord, StoreUnavailable
+from .sqlite_jobs import JOBS_SCHEMA, SQLiteJobs, add_job_columns
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS pushes (
@@ -44,19 +43,6 @@ CREATE TABLE IF NOT EXISTS kv (
     expires_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS kv_by_expiry ON kv (expires_at);
-CREATE TABLE IF NOT EXISTS jobs (
-    kind TEXT NOT NULL,
-    msg_id TEXT NOT NULL,
-    target TEXT NOT NULL DEFAULT '',
-    created_at REAL NOT NULL,
-    status TEXT NOT NULL,
-    finish_status TEXT,
-    counts TEXT NOT NULL DEFAULT '{}',
-    detail TEXT NOT NULL DEFAULT '{}',
-    finished_at REAL,
-    PRIMARY KEY (kind, msg_id)
-);
-CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at);
 """
 
 # Columns added to ``pushes`` with leases; an older journal gets them at start-up.
@@ -85,12 +71,13 @@ SWEEP_EVERY = 256
 SWEEP_OLDEST = 2048
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteJobs):
     def __init__(self, path: str, busy_timeout: float = 0.25) -> None:
         self.path = path
         self.busy_timeout = busy_timeout
         self._local = threading.local()
         self._claims = 0
+        self._checkpointer = 0  # the process whose background thread checkpoints the WAL
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
         # Workers start together: the schema is set up under the write lock, waiting for it longer
@@ -98,7 +85,7 @@ class SQLiteStore:
         connection = self._connect(timeout=max(busy_timeout, SCHEMA_TIMEOUT))
         try:
             connection.execute("BEGIN IMMEDIATE")
-            for statement in SCHEMA.split(";"):
+            for statement in (SCHEMA + JOBS_SCHEMA).split(";"):
                 if statement.strip():
                     connection.execute(statement)
             columns = {row[1] for row in connection.execute("PRAGMA table_info(pushes)")}
@@ -106,7 +93,7 @@ class SQLiteStore:
                 if name not in columns:
                     connection.execute(f"ALTER TABLE pushes ADD COLUMN {name} {declaration}")
             connection.execute(LIVE_INDEX)
-            _add_job_columns(connection)
+            add_job_columns(connection)
             connection.execute("COMMIT")
         finally:
             connection.close()
@@ -128,7 +115,21 @@ class SQLiteStore:
         if getattr(local, "pid", None) != os.getpid():
             local.connection = self._connect()
             local.pid = os.getpid()
+            local.checkpoints = True
+        if local.checkpoints and self._checkpointer == local.pid:  # see checkpoint()
+            local.connection.execute("PRAGMA wal_autocheckpoint=0")
+            local.checkpoints = False
         return local.connection
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file, from a background thread that calls this every second.
+
+        Otherwise SQLite does it in whichever write crosses 1,000 WAL pages: a request
+        every few hundred would pay for the copy and its fsync (tens of ms).  From the
+        first call on, this process's new connections leave it to this.
+        """
+        self._checkpointer = os.getpid()
+        self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def close(self) -> None:
         connection = getattr(self._local, "connection", None)
@@ -384,65 +385,6 @@ class SQLiteStore:
                 connection.close()
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite cannot write {self.path}: {exc}") from None
-
-    # --- jobs -----------------------------------------------------------------
-
-    def mark_job_deleted(self, kind: str, msg_id: str, deleted_at: float, article_idx: int | None = None) -> bool:
-        cursor = self.db.execute(
-            "UPDATE jobs SET deleted_at = ?, deleted_article = ? WHERE kind = ? AND msg_id = ?",
-            (deleted_at, article_idx, kind, msg_id),
-        )
-        return cursor.rowcount > 0
-
-    def save_job(self, job: Job) -> None:
-        self.db.execute(
-            "INSERT INTO jobs (kind, msg_id, target, created_at, status, counts, detail) VALUES (?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (kind, msg_id) DO UPDATE SET target = excluded.target, created_at = excluded.created_at, "
-            "detail = json_patch(jobs.detail, excluded.detail)",
-            (job.kind, job.msg_id, job.target, job.created_at, job.status, to_json(job.counts), to_json(job.detail)),
-        )
-
-    def finish_job(self, job: Job) -> None:
-        self.db.execute(
-            "INSERT INTO jobs (kind, msg_id, target, created_at, status, finish_status, counts, detail, finished_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (kind, msg_id) DO UPDATE SET status = excluded.status, "
-            "finish_status = excluded.finish_status, counts = excluded.counts, "
-            "detail = json_patch(jobs.detail, excluded.detail), finished_at = excluded.finished_at",
-            (*_job_key(job), job.status, job.finish_status, to_json(job.counts), to_json(job.detail), job.finished_at),
-        )
-
-    def get_job(self, kind: str, msg_id: str) -> Job | None:
-        row = self.db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE kind = ? AND msg_id = ?", (kind, msg_id))
-        return next((_job(found) for found in row), None)
-
-    def list_jobs(self, status: str | None = None, limit: int = 100) -> list[Job]:
-        where, args = ("", (limit,)) if status is None else ("WHERE status = ? ", (status, limit))
-        rows = self.db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs {where}ORDER BY created_at DESC LIMIT ?", args)
-        return [_job(row) for row in rows]
-
-
-_JOB_COLUMNS = (
-    "msg_id, kind, target, created_at, status, finish_status, counts, detail, finished_at, deleted_at, deleted_article"
-)
-# Columns added to ``jobs`` with ``mass delete``'s note; an older store gets them at start-up.
-JOB_DELETE_COLUMNS = {"deleted_at": "REAL", "deleted_article": "INTEGER"}
-
-
-def _add_job_columns(connection: sqlite3.Connection) -> None:
-    columns = {row[1] for row in connection.execute("PRAGMA table_info(jobs)")}
-    for name, declaration in JOB_DELETE_COLUMNS.items():
-        if name not in columns:
-            connection.execute(f"ALTER TABLE jobs ADD COLUMN {name} {declaration}")
-
-
-def _job_key(job: Job) -> tuple[str, str, str, float]:
-    return job.kind, job.msg_id, job.target, job.created_at
-
-
-def _job(row: tuple) -> Job:
-    """A ``jobs`` row (in ``_JOB_COLUMNS`` order, which is :class:`Job`'s field order) as a Job."""
-    return Job(*row[:6], json.loads(row[6]), json.loads(row[7]), *row[8:])  # type: ignore[misc]
 
 
 def _record(row: tuple) -> PushRecord:
