@@ -408,3 +408,44 @@ def test_the_wal_is_checkpointed_in_the_background_not_by_requests(tmp_path):
     while in_the_file() < 40 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert in_the_file() == 40
+
+
+def test_looking_for_lost_runs_reads_only_live_pushes_however_big_the_journal(tmp_path):
+    """Every worker looks for lost runs every second: on a journal of a busy day that must not read the day.
+
+    Counted in SQLite's own work (virtual-machine steps), not in time.
+    """
+    import sqlite3
+
+    store = open_store(f"sqlite:///{tmp_path}/store.sqlite3")
+    try:
+        claim(store, "msg:live", lease=0.0)  # a run whose lease lapsed
+        time.sleep(0.01)
+
+        def steps_to_find_lost_runs() -> int:
+            steps = [0]
+
+            def count() -> int:
+                steps[0] += 1
+                return 0
+
+            store.db.set_progress_handler(count, 100)
+            try:
+                found = store.lapsed_runs(time.time(), 20)
+            finally:
+                store.db.set_progress_handler(None, 100)
+            assert [record.key for record in found] == ["msg:live"]
+            return steps[0]
+
+        small = steps_to_find_lost_runs()
+        writer = sqlite3.connect(tmp_path / "store.sqlite3", isolation_level=None)
+        writer.execute("BEGIN")
+        writer.executemany(
+            "INSERT INTO pushes (key, kind, body, received_at, expires_at, status) VALUES (?, 'text', x'00', ?, ?, ?)",
+            [(f"msg:{n}", time.time(), time.time() + 600, ANSWERED) for n in range(20_000)],
+        )
+        writer.execute("COMMIT")
+        writer.close()
+        assert steps_to_find_lost_runs() <= small + 2, "lost runs were looked for by reading every push"
+    finally:
+        store.close()
