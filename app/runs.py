@@ -16,7 +16,6 @@ before forking, and threads do not survive a fork.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import secrets
 import socket
@@ -30,6 +29,7 @@ from typing import Any
 
 from .logs import Throttle
 from .messages import Push
+from .process import pid as current_pid
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -175,16 +175,16 @@ class Runner:
         self._ensure_started()
 
     def _ensure_started(self) -> None:
-        if self._pid == os.getpid():
+        if self._pid == current_pid():
             return
         with self._lock:
-            if self._pid == os.getpid():
+            if self._pid == current_pid():
                 return
             self._runs = {}
             self._outcomes.clear()  # a forked copy's; the same dict, which the finalizer holds
-            self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+            self.owner = f"{socket.gethostname()}:{current_pid()}:{secrets.token_hex(4)}"
             self._pool = Pool(self.pool_size, "wechat-run")
-            self._pid = os.getpid()  # before the thread starts: it runs while this holds
+            self._pid = current_pid()  # before the thread starts: it runs while this holds
             threading.Thread(target=_keep_leases, args=(weakref.ref(self), self._pid), daemon=True).start()
 
     def owner_id(self) -> str:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
+from ..process import pid as current_pid
 from .base import ABANDONED, RUNNING, UNFINISHED, Claim, PushRecord, StoreUnavailable
 from .sqlite_jobs import JOBS_SCHEMA, SQLiteJobs, add_job_columns
 
@@ -112,9 +113,9 @@ class SQLiteStore(SQLiteJobs):
     @property
     def db(self) -> sqlite3.Connection:
         local = self._local
-        if getattr(local, "pid", None) != os.getpid():
+        if getattr(local, "pid", None) != current_pid():
             local.connection = self._connect()
-            local.pid = os.getpid()
+            local.pid = current_pid()
             local.checkpoints = True
         if local.checkpoints and self._checkpointer == local.pid:  # see checkpoint()
             local.connection.execute("PRAGMA wal_autocheckpoint=0")
@@ -128,12 +129,12 @@ class SQLiteStore(SQLiteJobs):
         every few hundred would pay for the copy and its fsync (tens of ms).  From the
         first call on, this process's new connections leave it to this.
         """
-        self._checkpointer = os.getpid()
+        self._checkpointer = current_pid()
         self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def close(self) -> None:
         connection = getattr(self._local, "connection", None)
-        if connection is not None and self._local.pid == os.getpid():
+        if connection is not None and self._local.pid == current_pid():
             connection.close()
         self._local = threading.local()
 
