@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+import uuid
 from pathlib import Path
 
 import pytest
@@ -87,3 +89,19 @@ def empty_redis(redis_url):
     client.flushdb()
     client.close()
     return redis_url
+
+
+@pytest.fixture
+def plugin_dir(tmp_path, monkeypatch):
+    """A folder on sys.path where a test writes plugin modules."""
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    monkeypatch.syspath_prepend(str(folder))
+    return folder
+
+
+def write_plugin(folder, body: str) -> str:
+    """Write ``body`` as a plugin module of a new name in ``folder``; its name."""
+    name = f"plugin_{uuid.uuid4().hex[:8]}"
+    (folder / f"{name}.py").write_text(textwrap.dedent(body))
+    return name

@@ -22,23 +22,7 @@ from app import SettingsError
 from app.plugins import PluginStore
 from app.signals import message_received
 from app.testing import PushClient, build_push, event_push, signed_query, text_push
-from tests.conftest import make_app
-
-
-@pytest.fixture
-def plugin_dir(tmp_path, monkeypatch):
-    """A folder on sys.path where a test writes plugin modules."""
-    folder = tmp_path / "plugins"
-    folder.mkdir()
-    monkeypatch.syspath_prepend(str(folder))
-    return folder
-
-
-def write_plugin(folder, body: str) -> str:
-    name = f"plugin_{uuid.uuid4().hex[:8]}"
-    (folder / f"{name}.py").write_text(textwrap.dedent(body))
-    return name
-
+from tests.conftest import make_app, write_plugin
 
 ANSWERS_TEXT = """
     from app.signals import message_received

@@ -5,32 +5,16 @@ from __future__ import annotations
 import itertools
 import re
 import sys
-import textwrap
-import uuid
 from pathlib import Path
 
 import pytest
 
 from app import SettingsError
 from app.testing import PushClient, build_push, event_push, text_push
-from tests.conftest import make_app
+from tests.conftest import make_app, write_plugin
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 _followers = itertools.count()
-
-
-@pytest.fixture
-def plugin_dir(tmp_path, monkeypatch):
-    folder = tmp_path / "plugins"
-    folder.mkdir()
-    monkeypatch.syspath_prepend(str(folder))
-    return folder
-
-
-def write_plugin(folder, body: str) -> str:
-    name = f"routes_{uuid.uuid4().hex[:8]}"
-    (folder / f"{name}.py").write_text(textwrap.dedent(body))
-    return name
 
 
 def event(name: str, **fields: object) -> bytes:
