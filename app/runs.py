@@ -15,6 +15,7 @@ before forking, and threads do not survive a fork.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import queue
 import secrets
@@ -38,7 +39,10 @@ LEASE = 3.0  # a run's lease lapses this long after its last renewal
 RENEW_EVERY = 1.0
 WRITE_EVERY = 0.5  # outcomes put off by fast runs are written this often, together
 
+EXIT_WAIT = 10.0  # how long a process exiting normally waits for its pools' calls
+
 _runners: weakref.WeakSet[Runner] = weakref.WeakSet()
+_pools: weakref.WeakSet[Pool] = weakref.WeakSet()
 _throttle = Throttle()  # the lease thread's failures repeat every second while the store is down
 
 
@@ -82,7 +86,9 @@ class Pool:
     """Threads that take calls off one queue, started as needed up to ``size``.
 
     What :class:`concurrent.futures.ThreadPoolExecutor` does without the futures,
-    which nothing here reads: a run reports through its :class:`Latch`.
+    which nothing here reads: a run reports through its :class:`Latch`.  Like it, a
+    process that exits normally (a CLI command) first lets the calls it was given
+    finish, for up to ``EXIT_WAIT`` seconds; a server worker drains its runs itself.
     """
 
     def __init__(self, size: int, name: str) -> None:
@@ -92,9 +98,12 @@ class Pool:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._idle = 0
+        self._pending = 0  # calls submitted and not finished
+        _pools.add(self)
 
     def submit(self, call: Callable[[], None]) -> None:
         with self._lock:
+            self._pending += 1
             if self._idle > 0:
                 self._idle -= 1  # that thread takes this call
             elif len(self._threads) < self.size:
@@ -114,6 +123,14 @@ class Pool:
                 log.exception("a call in the pool failed")
             with self._lock:
                 self._idle += 1
+                self._pending -= 1
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for every call submitted so far to finish; whether they did."""
+        deadline = time.monotonic() + timeout
+        while self._pending and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self._pending
 
     def shutdown(self, wait: bool = True) -> None:
         """Let every thread end once the calls queued before this are done."""
@@ -322,6 +339,17 @@ def _write_outcomes(
                 outcomes.setdefault(key, outcome)
         store_failed("finish_pushes")
         _throttle.log(log, logging.ERROR, "outcomes", "cannot record the outcome of %d pushes: %s", len(batch), exc)
+
+
+@atexit.register
+def _finish_calls() -> None:
+    """At a normal exit, before the pools' (daemon) threads are stopped: let their calls finish, bounded."""
+    deadline = time.monotonic() + EXIT_WAIT
+    for pool in list(_pools):
+        if not pool.join(max(0.0, deadline - time.monotonic())):
+            log.warning("exiting with work still running in the handler pool (waited %gs)", EXIT_WAIT)
+    for runner in list(_runners):  # what the runs that just finished put off
+        runner.write_outcomes()
 
 
 def release_held_deliveries() -> None:
