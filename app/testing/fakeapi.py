@@ -420,7 +420,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--port", type=int, default=0, help="the port to listen on (default: a free one)")
     port = parser.parse_args(argv).port
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops it as Ctrl-C does
+    # SIGTERM stops it as Ctrl-C does; and Ctrl-C does even when started from a shell's background job,
+    # whose children inherit SIGINT ignored.
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, signal.default_int_handler)
     fake = FakeWeChatAPI(port=port)
     try:
         fake.start()
