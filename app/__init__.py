@@ -1,7 +1,7 @@
 """A WeChat Official Account callback server.
 
 :func:`create_app` wires it together: settings, store, API client, plugins, job
-tracking, and the callback blueprint.
+tracking, and the callback in front of Flask (:mod:`app.callback`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from flask import Flask
 
 from . import allowlist, health, logs, tracking
 from .allowlist import AllowList, WeChatAllowList
-from .callback import create_blueprint
+from .callback import CallbackFront
 from .cli import wechat_cli
 from .client import WeChatClient
 from .crypto import AESEnvelope
@@ -68,7 +68,7 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
         context=app.app_context,
     )
     app.extensions["wechat"] = state
-    app.register_blueprint(create_blueprint(settings.callback_path))
+    app.wsgi_app = CallbackFront(state.pipeline, settings.callback_path, app.wsgi_app, settings.trusted_proxies)
 
     app.register_blueprint(health.blueprint)
     app.cli.add_command(wechat_cli)

@@ -1,9 +1,12 @@
-"""The Flask view of the callback: a thin adapter around :class:`app.pipeline.Pipeline`.
+"""The callback path in front of Flask: WSGI in, :class:`~app.pipeline.Answer` out.
 
-It turns the WSGI request into a :class:`~app.pipeline.Delivery` (reading the
-body no further than the limit) and the pipeline's :class:`~app.pipeline.Answer`
-into a response, or, for an answer that must not reach WeChat, lets the
-connection go without one.
+Every other path (health, metrics) is Flask's; the callback is served here, before
+Flask builds a request context, a URL match and a response object for it: under
+gunicorn that machinery costs more CPU a push than the whole pipeline's checks
+(measured in ``bench/RESULTS.md``).  The pipeline itself is framework-free, so
+nothing is lost: this turns the WSGI environ into a :class:`~app.pipeline.Delivery`
+(reading the body no further than the limit) and the answer into a response, or,
+for an answer that must not reach WeChat, lets the connection go without one.
 """
 
 from __future__ import annotations
@@ -11,48 +14,85 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from collections.abc import Callable, Iterable
 
-from flask import Blueprint, Response, request
+from werkzeug.http import HTTP_STATUS_CODES
+from werkzeug.wsgi import get_input_stream
 
 from .allowlist import caller_address
-from .pipeline import Delivery
-from .state import get_state
+from .pipeline import Answer, Delivery, Pipeline
 from .verify import Refusal
 
 log = logging.getLogger(__name__)
 
-
-def create_blueprint(path: str) -> Blueprint:
-    blueprint = Blueprint("wechat", __name__)
-    # Every method comes here, so that any unsigned request is a 400 and a signed one with a
-    # method WeChat never uses is a 405 (no automatic OPTIONS answer either).
-    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-    blueprint.add_url_rule(path, "callback", callback, methods=methods, provide_automatic_options=False)
-    return blueprint
+WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
 
 
-def callback() -> Response:
-    arrived = time.monotonic()
-    state = get_state()
-    environ = request.environ
-    caller = None
-    if state.allowlist is not None:
-        forwarded = environ.get("HTTP_X_FORWARDED_FOR")
-        caller = caller_address(environ.get("REMOTE_ADDR"), forwarded, state.settings.trusted_proxies)
-    delivery = Delivery(
-        method=request.method,
-        query_string=environ.get("QUERY_STRING", ""),
-        read_body=lambda limit: read_body(environ, limit),
-        caller=caller,
-        arrived=arrived,
-    )
-    answer = state.pipeline.handle(delivery)
-    if answer.release:
-        return release(environ)
-    return Response(answer.body, status=answer.status, content_type=answer.content_type, headers=answer.headers)
+class CallbackFront:
+    """A WSGI app that answers ``path`` through ``pipeline`` and hands every other request to ``inner``.
+
+    Installed as the Flask app's ``wsgi_app`` (Flask's own place for WSGI
+    middleware), so ``wsgi:app``, the test client and gunicorn all go through it.
+    """
+
+    def __init__(self, pipeline: Pipeline, path: str, inner: WSGIApp, trusted_proxies: object = ()) -> None:
+        self.pipeline = pipeline
+        self.path = path
+        self.inner = inner
+        self.trusted_proxies = trusted_proxies
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != self.path:
+            return self.inner(environ, start_response)
+        arrived = time.monotonic()
+        caller = None
+        if self.pipeline.allowlist is not None:
+            forwarded = environ.get("HTTP_X_FORWARDED_FOR")
+            caller = caller_address(environ.get("REMOTE_ADDR"), forwarded, self.trusted_proxies)
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        connection = environ.get("gunicorn.socket")
+        delivery = Delivery(
+            method=method,
+            query_string=environ.get("QUERY_STRING", ""),
+            read_body=lambda limit: read_body(environ, limit),
+            caller=caller,
+            arrived=arrived,
+            answer_early=None if connection is None else lambda answer: answer_through(connection, answer),
+        )
+        answer = self.pipeline.handle(delivery)
+        if answer.sent:  # the connection is closed: what gunicorn writes now goes nowhere, quietly
+            start_response("200 OK", [("Content-Length", "0")])
+            return []
+        if answer.release:
+            answer = release(environ)
+        start_response(status_line(answer), headers(answer))
+        return [] if method == "HEAD" else [answer.body]
 
 
-def release(environ: dict) -> Response:
+def status_line(answer: Answer) -> str:
+    return f"{answer.status} {HTTP_STATUS_CODES.get(answer.status, 'UNKNOWN')}"
+
+
+def headers(answer: Answer) -> list[tuple[str, str]]:
+    return [("Content-Type", answer.content_type), ("Content-Length", str(len(answer.body))), *answer.headers.items()]
+
+
+def answer_through(connection: socket.socket, answer: Answer) -> None:
+    """Write ``answer`` to ``connection`` ourselves, from whatever thread, and close it (or only close it).
+
+    For a delivery whose own thread is still running its handlers at the deadline.
+    """
+    try:
+        if not answer.release:
+            head = [f"HTTP/1.1 {status_line(answer)}", *(f"{k}: {v}" for k, v in headers(answer))]
+            head.append("Connection: close")
+            connection.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + answer.body)
+        connection.shutdown(socket.SHUT_RDWR)
+    except OSError as exc:  # WeChat hung up first
+        log.info("the delivery's connection was gone at its deadline: %s", exc)
+
+
+def release(environ: dict) -> Answer:
     """No answer: shut the connection, so that WeChat sees a dropped delivery and delivers again.
 
     Under gunicorn (and werkzeug's server) the socket is at hand; elsewhere the
@@ -64,7 +104,7 @@ def release(environ: dict) -> Response:
             connection.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-    return Response(b"released\n", status=503, mimetype="text/plain")
+    return Answer(503, b"released\n")
 
 
 def read_body(environ: dict, limit: int) -> bytes:
@@ -82,8 +122,8 @@ def read_body(environ: dict, limit: int) -> bytes:
         if length > limit:
             raise Refusal(413, f"body exceeds WECHAT_MAX_BODY_BYTES ({limit})", f"{length} bytes declared")
         stream, wanted = environ["wsgi.input"], length
-    else:  # chunked: werkzeug's stream knows whether the server ends the input for us
-        stream, wanted = request.stream, limit + 1
+    else:  # chunked: the stream is read only if the server says it ends the input for us
+        stream, wanted = get_input_stream(environ, max_content_length=None), limit + 1
     body = stream.read(wanted)
     while len(body) < wanted and (chunk := stream.read(wanted - len(body))):
         body += chunk

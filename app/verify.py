@@ -81,13 +81,12 @@ def authenticate(query: CallbackQuery, token: str, tolerance: int, now: float) -
         crypto.check_signature(query.signature, token, query.timestamp, query.nonce)
     except crypto.SignatureError:
         raise Refusal(403, "signature does not match WECHAT_TOKEN") from None
-    outside = Refusal(403, "timestamp outside WECHAT_TIMESTAMP_TOLERANCE")
+    outside = "timestamp outside WECHAT_TIMESTAMP_TOLERANCE"
     if len(query.timestamp) > _MAX_TIMESTAMP_DIGITS:
-        raise outside
+        raise Refusal(403, outside)
     skew = int(now) - int(query.timestamp)
     if abs(skew) > tolerance:
-        outside.detail = f"{skew:+d}s from the server clock"
-        raise outside
+        raise Refusal(403, outside, f"{skew:+d}s from the server clock")
 
 
 def check_mode(query: CallbackQuery, accepts_plaintext: bool, accepts_encrypted: bool) -> None:

@@ -72,7 +72,8 @@ CONFIGS = {
     "pinned": Config(
         "pinned",
         "1 sync worker pinned to CPU 0, wrk pinned to CPU 1",
-        {"GUNICORN_WORKERS": "1", "GUNICORN_WORKER_CLASS": "sync", "GUNICORN_THREADS": "1"},  # threads > 1 makes gunicorn use gthread
+        # GUNICORN_THREADS=1: with more, gunicorn runs a "sync" worker as gthread
+        {"GUNICORN_WORKERS": "1", "GUNICORN_WORKER_CLASS": "sync", "GUNICORN_THREADS": "1"},
         1,
         "0",
         "1",

@@ -8,6 +8,7 @@ import threading
 import time
 from urllib.parse import urlencode
 
+import flask
 import pytest
 from lxml import etree
 
@@ -51,6 +52,17 @@ def test_verification_with_wrong_signature_is_forbidden(http):
     response = http.get(url(query))
     assert response.status_code == 403
     assert b"123" not in response.get_data()
+
+
+def test_the_callback_is_answered_in_front_of_flask_and_every_other_path_is_flasks(app, http):
+    """As the README says: Flask's request hooks run for /healthz and /metrics, not for the callback."""
+    seen = []
+    app.before_request(lambda: seen.append(flask.request.path))
+    assert http.get(url(signed_query(TOKEN, echostr="e"))).get_data() == b"e"
+    assert http.head(url(signed_query(TOKEN, echostr="e"))).get_data() == b""
+    assert http.get("/healthz").status_code == 200
+    assert http.get("/wechat/").status_code == 404
+    assert seen == ["/healthz", "/wechat/"]
 
 
 def test_callback_path_is_configurable(tmp_path):
