@@ -26,6 +26,7 @@ from blinker import Signal
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from . import process
 from .logs import PUSH_LOGGER
 from .messages import EVENT_TYPES, MESSAGE_TYPES, Event
 
@@ -33,6 +34,10 @@ if TYPE_CHECKING:
     from .messages import Push
 
 prometheus_client.disable_created_metrics()
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # Each write to a multiprocess value checks the process id, to notice a fork: through
+    # os.getpid, a system call, about six a push.  The cached id is reset after a fork too.
+    prometheus_client.values.ValueClass = prometheus_client.values.MultiProcessValue(process_identifier=process.pid)
 
 api_called = Signal("a call to the WeChat API was answered, or failed; sent with endpoint= and errcode=")
 token_refreshed = Signal("the access token was fetched from WeChat, or the fetch failed; sent with outcome=")
