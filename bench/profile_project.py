@@ -1,31 +1,44 @@
-"""Where the project's time goes, per push, on the path the server takes: ``Pipeline.handle``.
+"""Where the project's time goes, per push, on the path the server takes under gunicorn.
 
-1. Stages: each step of ``Pipeline.handle`` timed over the same pushes, by calling the
-   function or method the pipeline calls for it, in the pipeline's order, each push through
-   all of them on the caller's thread, every call timed on its own; median of the passes
-   (5; ``--passes``), each with a fresh app and store:
+Under gunicorn ``app.callback.CallbackFront`` answers the callback straight from WSGI and
+gives each delivery an ``answer_early`` (it can answer through ``gunicorn.socket``), so
+``Pipeline.handle`` runs a push's handlers on the delivery's own thread, with a watchdog
+watch that would answer at the deadline: that is "as served" here.  Elsewhere (servers that
+cannot answer from another thread, the test client, replay) the handlers run in the app's
+pool while the delivery waits on the run's latch: the "pool path".
+
+1. Stages: each step of ``Pipeline.handle`` as served, timed over the same pushes, by calling
+   the function or method the pipeline calls for it, in the pipeline's order, each push
+   through all of them on the caller's thread, every call timed on its own; median of the
+   passes (5; ``--passes``), each with a fresh app and store:
    ``read_query`` + ``authenticate`` + ``check_mode``; ``Pipeline._decrypt`` (safe);
    ``parse_xml``; ``parse_push``; the claim, ``store.claim_push`` through the pipeline's guard
    with the follower's openid (one ``INSERT ... RETURNING`` that also says whether a reply is
    held for them); ``LateReplies.take_held``, only when the claim says ``held`` (nearly never);
-   the thread hand-off, ``Runner.start`` + ``Latch.wait`` of a run that does nothing, on a
-   Runner of the app's kind (``app.runs.Pool``, the app context); ``Pipeline.run_handlers``
-   (dispatch + render); ``Runner.put_off`` (the pool thread keeps the outcome); the put-off
-   outcomes written as the lease thread does, every ``WRITE_EVERY`` s in one
-   ``store.finish_pushes`` transaction, its cost divided by the pushes (amortised);
-   ``crypto.seal`` (safe).
-   Not a callable of its own, so not a stage: the body read (the Flask adapter's, timed in 3),
-   building the Delivery and the Answer, ``answer_push``/``_wait``'s own logic (in "the rest").
-2. The thread hand-off in place: ``Pipeline.handle`` end to end as served (handlers in the
-   app's pool, the delivery waiting on the run's Latch, the outcome put off in the pool
-   thread) next to the same with the pool replaced by inline calls (every step on the
-   caller's thread); both end once every put-off outcome is written.
-3. Whole WSGI requests (environ prebuilt, no server, no sockets): bare Flask, the project,
-   the project with its runs inline, the project with its store stubbed out.
-4. cProfile of whole WSGI requests as served (what the delivery's thread sees: the handler
-   work is on the pool thread and shows as waiting in ``Latch.wait``) and with the runs inline
-   (every step on one thread, so every step shows); cProfile of ``Pipeline.handle`` alone
-   (inline); pyinstrument's tree of WSGI requests (inline).
+   the run on the delivery's thread, ``Runner.start(here=True)`` + ``Watchdog.watch`` +
+   ``Runner.run_here`` of a run that does nothing + ``Watch.take``, on a Runner of the app's
+   kind (its app context); ``Pipeline.run_handlers`` (dispatch + render); ``Runner.put_off``
+   (the outcome kept for the lease thread); the put-off outcomes written as the lease thread
+   does, every ``WRITE_EVERY`` s in one ``store.finish_pushes`` transaction, its cost divided
+   by the pushes (amortised); ``crypto.seal`` (safe).
+   Not a callable of its own, so not a stage: the body read (the front's, timed in 3),
+   building the Delivery and the Answer, ``answer_push``/``_run_here``'s own logic (in "the rest").
+2. The hand-off where it remains: ``Pipeline.handle`` end to end as served (with an
+   ``answer_early``) next to the pool path (without one: the handlers in the app's pool, the
+   delivery waiting on the run's latch, the outcome put off in the pool thread), interleaved;
+   both end once every put-off outcome is written.  The difference is what the hand-off
+   still costs on servers that cannot answer from another thread.
+3. Whole WSGI requests (environ prebuilt, no server; the project's environ has a
+   ``gunicorn.socket``, one end of a ``socket.socketpair()``, so the front takes the served
+   path; nothing is written to it unless a deadline passes, which makes the run invalid):
+   a bare WSGI callable (reads the body, answers ``success``, no framework), bare Flask, the
+   project as served, the project on the pool path (no ``gunicorn.socket``), the project as
+   served with its store stubbed out (a pipeline of its own put in ``app.wsgi_app.pipeline``,
+   the front's, and the real one put back after).
+4. cProfile of whole WSGI requests as served (every step on the delivery's thread, so every
+   step shows) and on the pool path (the handler work is on the pool thread and shows as
+   waiting in ``Latch.wait``); cProfile of ``Pipeline.handle`` alone, as served; pyinstrument's
+   tree of WSGI requests as served.
 
     python bench/profile_project.py --out-dir DIR [--pushes N] [--passes N]
 """
@@ -34,11 +47,12 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import dataclasses
+import gc
 import io
 import json
 import os
 import pstats
+import socket
 import statistics
 import sys
 import tempfile
@@ -51,6 +65,7 @@ sys.path.insert(0, os.path.join(BENCH, "apps"))
 import pushes  # noqa: E402
 import sysstat  # noqa: E402
 from inprocess import (  # noqa: E402
+    DeadlineHit,
     close_app,
     project_app,
     project_args,
@@ -69,7 +84,7 @@ PARSE_XML = "parse_xml"
 PARSE_PUSH = "parse_push"
 CLAIM = "claim (INSERT ... RETURNING held check): store.claim_push through the guard"
 TAKE_HELD = "late.take_held (held-reply SELECT), only when claim.held"
-HANDOFF_STAGE = "thread hand-off: Runner.start + Latch.wait of a no-op run (app.runs.Pool)"
+RUN_HERE = "run on the delivery's thread: Runner.start(here=True) + Watchdog.watch + run_here (no-op) + Watch.take"
 RUN_HANDLERS = "Pipeline.run_handlers (dispatch + render)"
 PUT_OFF = "Runner.put_off (the outcome kept for the lease thread)"
 BATCH = "put-off outcome, amortised (finish_pushes batch cost / pushes)"
@@ -82,49 +97,38 @@ STAGE_ORDER = [
     PARSE_PUSH,
     CLAIM,
     TAKE_HELD,
-    HANDOFF_STAGE,
+    RUN_HERE,
     RUN_HANDLERS,
     PUT_OFF,
     BATCH,
     SEAL,
 ]
 
-HANDLE_POOL = "Pipeline.handle, handlers in the pool (as served)"
-HANDLE_INLINE = "Pipeline.handle, pool replaced by inline calls"
-HANDOFF = "thread hand-off in situ (as served - inline)"
+HANDLE_SERVED = "Pipeline.handle as served (handlers on the delivery's thread, a watch per push)"
+HANDLE_POOL = "Pipeline.handle, pool path (handlers in the pool, the delivery waiting)"
+HANDOFF = "the hand-off where it remains (pool path - as served)"
 REST = "rest of Pipeline.handle (as served - sum of stages)"
 
-
-class InlinePool:
-    """Stands in for a Runner's ``app.runs.Pool``: runs the call on the caller's thread, at once."""
-
-    def submit(self, call):
-        call()
-
-    def shutdown(self, wait: bool = True) -> None:
-        pass
+BARE_WSGI = "bare WSGI callable request"
+BARE_FLASK = "bare Flask WSGI request"
+SERVED = "project WSGI request (as served)"
+POOL = "project WSGI request, pool path"
+STUBBED = "project WSGI request, store stubbed out"
 
 
-def inline(pipeline) -> None:
-    """Make ``pipeline``'s runs happen on the delivery's thread (for comparison and profiles only)."""
-    pipeline.runner.start_background()
-    pipeline.runner._pool = InlinePool()
-
-
-def fresh_app(tmp: str, label: str, runs_inline: bool = False):
+def fresh_app(tmp: str, label: str):
     fresh_app.count = getattr(fresh_app, "count", 0) + 1
     app = project_app(os.path.join(tmp, f"{label}-{fresh_app.count}.sqlite3"))
     from app import get_state
 
-    pipeline = get_state(app).pipeline
-    pipeline.runner.start_background()  # as a server worker does at boot
-    if runs_inline:
-        inline(pipeline)
+    get_state(app).pipeline.runner.start_background()  # as a server worker does at boot
     warm_up(project_handler(app))
     return app
 
 
 def _elapsed(fn) -> float:
+    """Seconds ``fn()`` takes, from a collected heap (the collector stays on, as in production)."""
+    gc.collect()
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
@@ -146,7 +150,9 @@ def stage_pass(app, safe: bool, n: int) -> tuple[dict, int]:
     reads interleaved as in the server); µs per push, and how many claims said ``held``."""
     from app import crypto, get_state
     from app.messages import Message, parse_push
+    from app.pipeline import WECHAT_GIVES_UP
     from app.runs import LEASE, WRITE_EVERY, Runner
+    from app.settings import RETRY
     from app.store.base import RUNNING
     from app.verify import authenticate, check_mode, read_query
     from app.xmlsafe import parse_xml
@@ -155,13 +161,16 @@ def stage_pass(app, safe: bool, n: int) -> tuple[dict, int]:
     pipeline, settings, store, envelope = state.pipeline, state.settings, state.store, state.envelope
     token = pushes.TOKEN  # what the app was built with (not read from the settings, whose field names move)
     tolerance, ttl = settings.timestamp_tolerance, settings.dedup_ttl
+    retry, reply_deadline = settings.late_reply == RETRY, settings.reply_deadline
     owner = pipeline.runner.owner_id()
-    # The pool's side, each by the real code: a Runner of the app's kind (its pool size, its app
-    # context) whose runs do nothing, for the hand-off; and one never started, so that no lease
-    # thread writes its put-off outcomes behind this pass's back: they are written here, timed.
-    handoff_runner = Runner(lambda run: None, store, settings.handler_threads, app.app_context)
-    handoff_runner.start_background()
+    # The run's side, each by the real code: a Runner of the app's kind (its app context) whose
+    # runs do nothing, run on this thread under its watchdog as ``Pipeline._run_here`` does; and
+    # one never started, so that no lease thread writes its put-off outcomes behind this pass's
+    # back: they are written here, timed.
+    here_runner = Runner(lambda run: None, store, settings.handler_threads, app.app_context)
+    here_runner.start_background()
     keeper = Runner(lambda run: None, store, 1)
+    fired: list[str] = []  # watches the watchdog fired: a push that reached its deadline
     batch = pushes.make_pushes(n, safe)
     items = [(query_string_of(p), p.body) for p in batch]
     names = [name for name in STAGE_ORDER if safe or name not in (DECRYPT, SEAL)]
@@ -170,9 +179,11 @@ def stage_pass(app, safe: bool, n: int) -> tuple[dict, int]:
     replies = []
     held_looks = 0
     keys = []
+    gc.collect()  # from a collected heap, as every timed run here
     last_write = clock()
     try:
         for query_string, body in items:
+            arrived = time.monotonic()
             t0 = clock()
             query = read_query(query_string)
             authenticate(query, token, tolerance, time.time())
@@ -204,9 +215,20 @@ def stage_pass(app, safe: bool, n: int) -> tuple[dict, int]:
                 held_looks += 1
                 pipeline.late.take_held(push.from_user)
             t6 = clock()
-            run = handoff_runner.start(key, push)
-            if not run.done.wait(5.0):
-                raise RuntimeError("a no-op run did not finish in 5 s")
+            record = claim.record
+            run = here_runner.start(
+                key,
+                push,
+                received_at=record.received_at,
+                attempt=record.attempts,
+                deadline=arrived + reply_deadline,
+                here=True,
+            )
+            when = arrived + WECHAT_GIVES_UP if retry else arrived + reply_deadline
+            watch = here_runner.watchdog.watch(when, lambda key=key: fired.append(key), early=retry)
+            here_runner.run_here(run)
+            if not watch.take():
+                raise DeadlineHit(f"push {key} reached its deadline in the stages pass: invalid pass")
             t7 = clock()
             handled = pipeline.run_handlers(push)
             t8 = clock()
@@ -226,14 +248,16 @@ def stage_pass(app, safe: bool, n: int) -> tuple[dict, int]:
             total[PARSE_PUSH] += t3 - t2
             total[CLAIM] += t5 - t4
             total[TAKE_HELD] += t6 - t5
-            total[HANDOFF_STAGE] += t7 - t6
+            total[RUN_HERE] += t7 - t6
             total[RUN_HANDLERS] += t8 - t7
             replies.append(reply)
         t0 = clock()
         keeper.write_outcomes()  # the last batch
         total[BATCH] += clock() - t0
     finally:
-        handoff_runner._pool.shutdown(wait=True)
+        here_runner._pool.shutdown(wait=True)
+    if fired:
+        raise DeadlineHit(f"{len(fired)} pushes reached their deadline in the stages pass: invalid pass")
     for push, reply in zip(batch[:3], replies):
         pushes.check_reply("project", safe, push, 200, reply)
     unwritten = [key for key in keys[-3:] if store.get_push(key).status == RUNNING]
@@ -257,13 +281,13 @@ def stages(tmp: str, safe: bool, n: int) -> tuple[dict, int]:
     return medians, max(held for _, held in passes)
 
 
-# --- 2. the hand-off ----------------------------------------------------------------
+# --- 2. the hand-off where it remains ------------------------------------------------
 
 
-def handle_us(app, safe: bool, n: int) -> float:
-    """µs per push of ``Pipeline.handle`` over ``n`` new pushes, until the pool is idle and the
-    put-off outcomes are written."""
-    handle = project_handler(app)
+def handle_us(app, safe: bool, n: int, pool_path: bool = False) -> float:
+    """µs per push of ``Pipeline.handle`` over ``n`` new pushes, as served (or on the pool path),
+    until no run is left and the put-off outcomes are written."""
+    handle = project_handler(app, pool_path=pool_path)
     batch = pushes.make_pushes(n, safe)
     items = [project_args(p) for p in batch]
     answers = []
@@ -280,24 +304,33 @@ def handle_us(app, safe: bool, n: int) -> float:
 
 
 def handoff(tmp: str, safe: bool, n: int, stage_sum: float) -> dict:
-    """``Pipeline.handle`` as served and with its runs inline, interleaved; the difference is the
-    hand-off's cost in place (thread switch, GIL, the pool thread's own SQLite connection)."""
-    times: dict[str, list[float]] = {HANDLE_POOL: [], HANDLE_INLINE: []}
+    """``Pipeline.handle`` as served and on the pool path, interleaved; the difference is what the
+    hand-off to the pool and back (two thread switches, the GIL, the pool thread's own SQLite
+    connection) still costs on servers that cannot answer a delivery from another thread."""
+    times: dict[str, list[float]] = {HANDLE_SERVED: [], HANDLE_POOL: []}
     label = f"handoff-{'safe' if safe else 'plain'}"
     for _ in range(PASSES):  # interleaved, so drift hits both alike
-        for name, runs_inline in ((HANDLE_POOL, False), (HANDLE_INLINE, True)):
-            app = fresh_app(tmp, label, runs_inline)
+        for name, pool_path in ((HANDLE_SERVED, False), (HANDLE_POOL, True)):
+            app = fresh_app(tmp, label)
             try:
-                times[name].append(quietly(lambda app=app: handle_us(app, safe, n)))
+                times[name].append(quietly(lambda app=app, pool_path=pool_path: handle_us(app, safe, n, pool_path)))
             finally:
                 close_app(app)
     out = {name: round(statistics.median(values), 2) for name, values in times.items()}
-    out[HANDOFF] = round(out[HANDLE_POOL] - out[HANDLE_INLINE], 2)
-    out[REST] = round(out[HANDLE_POOL] - stage_sum, 2)
+    out[HANDOFF] = round(out[HANDLE_POOL] - out[HANDLE_SERVED], 2)
+    out[REST] = round(out[HANDLE_SERVED] - stage_sum, 2)
     return out
 
 
 # --- 3. whole WSGI requests ---------------------------------------------------------
+
+
+def bare_wsgi(environ: dict, start_response) -> list[bytes]:
+    """The floor under any framework: a WSGI callable that reads the push and answers ``success``."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    environ["wsgi.input"].read(length)
+    start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "7")])
+    return [b"success"]
 
 
 class NullStore:
@@ -334,7 +367,28 @@ class NullStore:
         pass
 
 
-def environ_for(push: pushes.Push) -> dict:
+class Connection:
+    """A stand-in for gunicorn's client socket: one end of a socket pair, put in the environ as
+    ``gunicorn.socket``, so that the front takes the served path.  The front writes to it (and
+    shuts it) only when a delivery reaches its deadline; :meth:`check` says whether it did."""
+
+    def __init__(self) -> None:
+        self.server_end, self.peer = socket.socketpair()
+        self.peer.setblocking(False)
+
+    def check(self) -> None:
+        try:
+            data = self.peer.recv(65536)
+        except BlockingIOError:
+            return  # nothing written, nothing shut: no delivery reached its deadline
+        raise DeadlineHit(f"a delivery was answered through the socket at its deadline: {data[:80]!r}; invalid run")
+
+    def close(self) -> None:
+        self.server_end.close()
+        self.peer.close()
+
+
+def environ_for(push: pushes.Push, connection: Connection | None = None) -> dict:
     from werkzeug.test import EnvironBuilder
 
     path, _, query = push.target.partition("?")
@@ -346,37 +400,50 @@ def environ_for(push: pushes.Push) -> dict:
         content_type="text/xml",
         base_url="http://127.0.0.1:8000",
     )
-    return builder.get_environ()
+    environ = builder.get_environ()
+    if connection is not None:
+        environ["gunicorn.socket"] = connection.server_end
+    return environ
 
 
-def wsgi_calls(app, batch: list[pushes.Push], settle_after=None):
-    environs = [environ_for(p) for p in batch]
+def wsgi_calls(target, batch: list[pushes.Push], pipeline=None, connection: Connection | None = None):
+    """A timed run: one WSGI call of ``target`` per push (environs prebuilt), then ``pipeline``
+    settled; the bodies are kept for :func:`check_bodies`."""
+    environs = [environ_for(p, connection) for p in batch]
 
     def start_response(status, headers, exc_info=None):
         if not status.startswith("200"):
             raise RuntimeError(status)
 
     def run():
-        for environ in environs:
-            b"".join(app(environ, start_response))
-        if settle_after is not None:
-            settle(settle_after)
+        run.bodies = [b"".join(target(environ, start_response)) for environ in environs]
+        if pipeline is not None:
+            settle(pipeline)
+        if connection is not None:
+            connection.check()
 
+    run.batch = batch
     return run
 
 
-def stop_pool(pipeline) -> None:
-    settle(pipeline)
-    pipeline.runner._pool.shutdown(wait=True)
+def check_bodies(run, safe: bool, project: bool) -> None:
+    """The replies of a timed run: every one an echo (checked independently for the first few), or ``success``."""
+    if not project:
+        if any(body != b"success" for body in run.bodies):
+            raise RuntimeError("the bare app did not answer success")
+        return
+    for push, body in zip(run.batch[:3], run.bodies):
+        pushes.check_reply("project", safe, push, 200, body)
+    if not all(body.startswith(b"<xml>") for body in run.bodies):
+        raise RuntimeError("a project request was not answered with its reply")
 
 
-def variant_state(app, store=None, runs_inline: bool = False):
-    """The app's state with a pipeline of its own: over ``store`` (default the app's), runs inline or not."""
+def stub_pipeline(app, store):
+    """A pipeline like the app's, over ``store``, for the front to use in place of its own."""
     from app import get_state
     from app.pipeline import Pipeline
 
     real = get_state(app)
-    store = store or real.store
     pipeline = Pipeline(
         real.settings,
         store,
@@ -389,37 +456,60 @@ def variant_state(app, store=None, runs_inline: bool = False):
         context=app.app_context,
     )
     pipeline.runner.start_background()
-    if runs_inline:
-        inline(pipeline)
-    return dataclasses.replace(real, store=store, pipeline=pipeline)
+    return pipeline
 
 
-def whole_requests(app, bare, safe: bool, n: int) -> dict:
-    """Median µs of a whole WSGI request: bare Flask, the project as served, inline, store stubbed."""
-    real = app.extensions["wechat"]
+def stop_pool(pipeline) -> None:
+    settle(pipeline)
+    pipeline.runner._pool.shutdown(wait=True)
+
+
+def whole_requests(app, bare_flask, safe: bool, n: int) -> dict:
+    """Median µs of a whole WSGI request: a bare WSGI callable, bare Flask, the project as served,
+    on the pool path, and as served with its store stubbed out.
+
+    The front (``app.wsgi_app``) holds its pipeline; the stubbed variant puts a pipeline of its
+    own there for its runs, and the real one is put back after each.  The pool path is taken as
+    the front takes it: no ``gunicorn.socket`` in the environ.
+    """
+    front = app.wsgi_app
+    real = front.pipeline
+    stubbed = stub_pipeline(app, NullStore())
+    # name -> (WSGI callable, the front's pipeline for it, gunicorn.socket in the environ)
     variants = {
-        "bare Flask WSGI request": (bare, None),
-        "project WSGI request": (app, real),
-        "project WSGI request, runs inline": (app, variant_state(app, runs_inline=True)),
-        "project WSGI request, store stubbed out": (app, variant_state(app, store=NullStore())),
+        BARE_WSGI: (bare_wsgi, None, False),
+        BARE_FLASK: (bare_flask, None, False),
+        SERVED: (app, real, True),
+        POOL: (app, real, False),
+        STUBBED: (app, stubbed, True),
     }
-    wsgi_calls(app, pushes.make_pushes(n, safe), real.pipeline)()  # warm-up
-    times = {name: [] for name in variants}
-    for _ in range(PASSES):  # interleaved, so drift hits all alike
-        for name, (target, state) in variants.items():
-            if state is not None:
-                app.extensions["wechat"] = state
-            pipeline = state.pipeline if state is not None else None
+    connection = Connection()
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    try:
+        # a warm-up pass of every variant (its pool thread, its watchdog's thread), then the timed ones
+        for timed_pass in [False] + [True] * PASSES:  # interleaved, so drift hits all alike
+            for name, (target, pipeline, served) in variants.items():
+                count = n if timed_pass else min(n, 200)
 
-            def one_run(target=target, pipeline=pipeline):  # new pushes (and request bodies) for every try
-                run = wsgi_calls(target, pushes.make_pushes(n, safe), pipeline)
-                return _elapsed(run) / n * 1e6
+                def one_run(target=target, pipeline=pipeline, served=served, count=count):  # new pushes every try
+                    run = wsgi_calls(target, pushes.make_pushes(count, safe), pipeline, connection if served else None)
+                    us = _elapsed(run) / count * 1e6
+                    check_bodies(run, safe, project=pipeline is not None)
+                    return us
 
-            times[name].append(quietly(one_run))
-    app.extensions["wechat"] = real
-    for _, state in variants.values():
-        if state is not None and state is not real:
-            stop_pool(state.pipeline)
+                if pipeline is not None:
+                    front.pipeline = pipeline
+                try:
+                    if timed_pass:
+                        times[name].append(quietly(one_run))
+                    else:
+                        one_run()
+                finally:
+                    front.pipeline = real
+    finally:
+        front.pipeline = real
+        connection.close()
+        stop_pool(stubbed)
     return {name: round(statistics.median(values), 2) for name, values in times.items()}
 
 
@@ -427,6 +517,7 @@ def whole_requests(app, bare, safe: bool, n: int) -> dict:
 
 
 def cprofile_text(run, sort: str, limit: int = 30) -> tuple[str, pstats.Stats]:
+    gc.collect()  # else a full collection that the setup made due lands in one call and tops the table
     profiler = cProfile.Profile()
     profiler.enable()
     run()
@@ -469,14 +560,10 @@ def waiting_us(stats: pstats.Stats, n: int) -> float:
 
 
 def inprocess_profile(tmp: str, safe: bool, n: int, out_dir: str, mode: str) -> dict:
-    """cProfile of ``Pipeline.handle`` alone (no Flask), runs inline so that every step shows."""
+    """``Pipeline.handle`` alone (no Flask, no front) as served: unprofiled, then under cProfile."""
     app = fresh_app(tmp, f"cprofile-{mode}")
     try:
-        plain_us = handle_us(app, safe, n)  # as served, unprofiled
-    finally:
-        close_app(app)
-    app = fresh_app(tmp, f"cprofile-{mode}", runs_inline=True)
-    try:
+        plain_us = handle_us(app, safe, n)
         handle = project_handler(app)
         items = [project_args(p) for p in pushes.make_pushes(n, safe)]
         text, stats = cprofile_text(lambda: [handle(*item) for item in items], "tottime", 30)
@@ -489,6 +576,53 @@ def inprocess_profile(tmp: str, safe: bool, n: int, out_dir: str, mode: str) -> 
         "profiled_total_us_per_req": round(stats.total_tt / n * 1e6, 2),
         "top_tottime": top_rows(stats, n, 12),
     }
+
+
+def request_profiles(app, safe: bool, n: int, out_dir: str, mode: str) -> dict:
+    """cProfile (and pyinstrument) of whole WSGI requests as served, and cProfile of the pool path."""
+    pipeline = app.wsgi_app.pipeline
+    out: dict = {}
+    connection = Connection()
+    try:
+        # as served: every step on the delivery's thread, so every step shows
+        run = wsgi_calls(app, pushes.make_pushes(n, safe), pipeline, connection)
+        text, stats = cprofile_text(run, "tottime", 35)
+        check_bodies(run, safe, project=True)
+        with open(os.path.join(out_dir, f"cprofile-{mode}-served-tottime.txt"), "w") as f:
+            f.write(text)
+        # the report's table is this profile's, the same as the file by own time
+        out["top_tottime"] = top_rows(stats, n)
+        out["profiled_total_us_per_req"] = round(stats.total_tt / n * 1e6, 2)
+        run = wsgi_calls(app, pushes.make_pushes(n, safe), pipeline, connection)
+        text, _ = cprofile_text(run, "cumulative", 60)
+        check_bodies(run, safe, project=True)
+        with open(os.path.join(out_dir, f"cprofile-{mode}-served-cumulative.txt"), "w") as f:
+            f.write(text)
+        try:
+            from pyinstrument import Profiler
+
+            run = wsgi_calls(app, pushes.make_pushes(n, safe), pipeline, connection)
+            profiler = Profiler(interval=0.0002)
+            gc.collect()
+            profiler.start()
+            run()
+            profiler.stop()
+            check_bodies(run, safe, project=True)
+            with open(os.path.join(out_dir, f"pyinstrument-{mode}-served.txt"), "w") as f:
+                f.write(profiler.output_text(unicode=False, color=False, show_all=False))
+        except ImportError:
+            pass
+    finally:
+        connection.close()
+    # the pool path: the delivery's thread waits in the run's Latch while the pool thread works
+    run = wsgi_calls(app, pushes.make_pushes(n, safe), pipeline)
+    text, stats = cprofile_text(run, "cumulative", 60)
+    check_bodies(run, safe, project=True)
+    with open(os.path.join(out_dir, f"cprofile-{mode}-pool-cumulative.txt"), "w") as f:
+        f.write(text)
+    out["pool_wait_us_per_req"] = waiting_us(stats, n)
+    out["pool_profiled_total_us_per_req"] = round(stats.total_tt / n * 1e6, 2)
+    return out
 
 
 def main() -> None:
@@ -517,41 +651,7 @@ def main() -> None:
             app = fresh_app(tmp, f"wsgi-{mode}")
             try:
                 result[mode]["whole_us"] = whole_requests(app, bare_flask.app, safe, n)
-                real = app.extensions["wechat"]
-                # as served: the delivery's thread, waiting while the pool thread works
-                run = wsgi_calls(app, pushes.make_pushes(n, safe), real.pipeline)
-                text, stats = cprofile_text(run, "cumulative", 60)
-                with open(os.path.join(args.out_dir, f"cprofile-{mode}-served-cumulative.txt"), "w") as f:
-                    f.write(text)
-                result[mode]["served_wait_us_per_req"] = waiting_us(stats, n)
-                result[mode]["served_profiled_total_us_per_req"] = round(stats.total_tt / n * 1e6, 2)
-                # inline: every step on the request's thread
-                inline_state = variant_state(app, runs_inline=True)
-                app.extensions["wechat"] = inline_state
-                run = wsgi_calls(app, pushes.make_pushes(n, safe))
-                text, stats = cprofile_text(run, "tottime", 35)
-                with open(os.path.join(args.out_dir, f"cprofile-{mode}-inline-tottime.txt"), "w") as f:
-                    f.write(text)
-                # the report's table is this profile's, the same as the file by own time
-                result[mode]["top_tottime"] = top_rows(stats, n)
-                result[mode]["profiled_total_us_per_req"] = round(stats.total_tt / n * 1e6, 2)
-                run = wsgi_calls(app, pushes.make_pushes(n, safe))
-                text, _ = cprofile_text(run, "cumulative", 60)
-                with open(os.path.join(args.out_dir, f"cprofile-{mode}-inline-cumulative.txt"), "w") as f:
-                    f.write(text)
-                try:
-                    from pyinstrument import Profiler
-
-                    run = wsgi_calls(app, pushes.make_pushes(n, safe))
-                    profiler = Profiler(interval=0.0002)
-                    profiler.start()
-                    run()
-                    profiler.stop()
-                    with open(os.path.join(args.out_dir, f"pyinstrument-{mode}-inline.txt"), "w") as f:
-                        f.write(profiler.output_text(unicode=False, color=False, show_all=False))
-                except ImportError:
-                    pass
-                app.extensions["wechat"] = real
+                result[mode].update(request_profiles(app, safe, n, args.out_dir, mode))
             finally:
                 close_app(app)
             result[mode]["inprocess"] = inprocess_profile(tmp, safe, n, args.out_dir, mode)
