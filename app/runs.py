@@ -34,11 +34,11 @@ from .logs import Throttle
 from .messages import Push
 from .process import pid as current_pid
 from .store import Store
+from .store.base import LEASE
 from .watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
-LEASE = 3.0  # a run's lease lapses this long after its last renewal
 RENEW_EVERY = 1.0
 WRITE_EVERY = 0.5  # outcomes put off by fast runs are written this often, together
 

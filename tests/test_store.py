@@ -413,30 +413,33 @@ def test_the_wal_is_checkpointed_in_the_background_not_by_requests(tmp_path):
 def test_looking_for_lost_runs_reads_only_live_pushes_however_big_the_journal(tmp_path):
     """Every worker looks for lost runs every second: on a journal of a busy day that must not read the day.
 
-    Counted in SQLite's own work (virtual-machine steps), not in time.
+    Counted in SQLite's own work (virtual-machine steps), not in time.  A look reads the runs that
+    are live (renewed ones, by their index, and the claims made since the last look) and nothing
+    else: pushes answered before the last look are never read again.
     """
     import sqlite3
 
     store = open_store(f"sqlite:///{tmp_path}/store.sqlite3")
     try:
-        claim(store, "msg:live", lease=0.0)  # a run whose lease lapsed
-        time.sleep(0.01)
+        claim(store, "msg:live")
+        store.mark_unfinished("msg:live", "w1")  # a run lost at shutdown: found through the index
 
-        def steps_to_find_lost_runs() -> int:
+        def steps_to_find_lost_runs(looking=store) -> int:
             steps = [0]
 
             def count() -> int:
                 steps[0] += 1
                 return 0
 
-            store.db.set_progress_handler(count, 100)
+            looking.db.set_progress_handler(count, 100)
             try:
-                found = store.lapsed_runs(time.time(), 20)
+                found = looking.lapsed_runs(time.time(), 20)
             finally:
-                store.db.set_progress_handler(None, 100)
+                looking.db.set_progress_handler(None, 100)
             assert [record.key for record in found] == ["msg:live"]
             return steps[0]
 
+        steps_to_find_lost_runs()
         small = steps_to_find_lost_runs()
         writer = sqlite3.connect(tmp_path / "store.sqlite3", isolation_level=None)
         writer.execute("BEGIN")
@@ -446,6 +449,40 @@ def test_looking_for_lost_runs_reads_only_live_pushes_however_big_the_journal(tm
         )
         writer.execute("COMMIT")
         writer.close()
+        assert steps_to_find_lost_runs() > small  # the claims since the last look are read once
         assert steps_to_find_lost_runs() <= small + 2, "lost runs were looked for by reading every push"
+
+        another_worker = open_store(f"sqlite:///{tmp_path}/store.sqlite3")
+        try:
+            steps_to_find_lost_runs(another_worker)  # its first look reads back (FIRST_LOOK claims at most)
+            assert steps_to_find_lost_runs(another_worker) <= small + 2
+        finally:
+            another_worker.close()
     finally:
         store.close()
+
+
+def test_a_run_lost_before_its_first_renewal_is_found_by_any_worker_however_long_its_lease_took(tmp_path, monkeypatch):
+    """A claim is found lapsed by another worker's look, before and after its lease was ever renewed."""
+    store = open_store(f"sqlite:///{tmp_path}/store.sqlite3")
+    other = open_store(f"sqlite:///{tmp_path}/store.sqlite3")
+    try:
+        assert other.lapsed_runs(time.time(), 10) == []
+        now = time.time()
+        claim(store, "msg:fresh", owner="alive")  # going, inside its first lease
+        with monkeypatch.context() as patched:
+            patched.setattr(time, "time", lambda: now - 10)
+            claim(store, "msg:died-young", owner="dead")  # claimed 10 s ago, never renewed
+            claim(store, "msg:died-later", owner="dead")
+        store.renew_leases(["msg:died-later"], "dead", now - 5)  # renewed once, 5 s ago
+        assert sorted(r.key for r in other.lapsed_runs(time.time(), 10)) == ["msg:died-later", "msg:died-young"]
+        assert sorted(r.key for r in other.lapsed_runs(time.time(), 10)) == ["msg:died-later", "msg:died-young"]
+        assert other.take_over("msg:died-young", "w2", 3.0) is True
+        assert store.abandon("msg:died-later") is True
+        assert other.lapsed_runs(time.time(), 10) == []
+        assert store.lapsed_runs(time.time(), 10) == []
+        later = sorted(r.key for r in other.lapsed_runs(time.time() + 4, 10))  # had nobody renewed them since
+        assert later == ["msg:died-young", "msg:fresh"], "the re-run's lease, and the fresh claim's, once over"
+    finally:
+        store.close()
+        other.close()

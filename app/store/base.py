@@ -16,6 +16,8 @@ from typing import Protocol
 
 from ..jobs import Job
 
+LEASE = 3.0  # a run's lease lapses this long after its claim or last renewal, unless renewed
+
 # A push's status in the journal.  ``running``: its handlers are running (or their worker died
 # and the lease lapsed); the others are final, but for ``unfinished`` (the worker stopped before
 # the run ended), which may be run again like a lapsed run.
