@@ -37,7 +37,7 @@ class CallbackFront:
 
     def __init__(self, pipeline: Pipeline, path: str, inner: WSGIApp, trusted_proxies: object = ()) -> None:
         self.pipeline = pipeline
-        self.path = path
+        self.path = path.encode().decode("latin-1")  # PATH_INFO is the path's bytes as latin-1 (PEP 3333)
         self.inner = inner
         self.trusted_proxies = trusted_proxies
 
@@ -61,7 +61,8 @@ class CallbackFront:
         )
         answer = self.pipeline.handle(delivery)
         if answer.sent:  # the connection is closed: what gunicorn writes now goes nowhere, quietly
-            start_response("200 OK", [("Content-Length", "0")])
+            status = 503 if answer.release else answer.status  # for the access log, as if answered here
+            start_response(status_line(Answer(status, b"")), [("Content-Length", "0")])
             return []
         if answer.release:
             answer = release(environ)
@@ -104,7 +105,7 @@ def release(environ: dict) -> Answer:
             connection.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-    return Answer(503, b"released\n")
+    return Answer(503, b"released\n", content_type="text/plain; charset=utf-8")
 
 
 def read_body(environ: dict, limit: int) -> bytes:

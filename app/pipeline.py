@@ -56,6 +56,7 @@ POLL = 0.05  # how often a delivery waiting on another worker's run looks at the
 # later, with others: no delivery can be at its deadline, deciding what to answer by the outcome,
 # before the outcome is written (it is, within WRITE_EVERY, each write within the store timeout).
 PUT_OFF_MARGIN = 1.0
+FIRE_WAIT = 10.0  # how long a delivery's thread waits for the watchdog's answer (its store calls are bounded)
 
 
 @dataclass
@@ -279,15 +280,31 @@ class Pipeline:
         run = self.runner.start(
             push.dedup_key, push, received_at=record.received_at, attempt=record.attempts, deadline=deadline, here=True
         )
+        sent: list[Answer] = []
 
         def at_deadline() -> None:
-            early(self._reply(run.reply_xml) if run.done.is_set() else self._unready(push, record, last=False))
+            try:
+                answer = self._reply(run.reply_xml) if run.done.is_set() else self._unready(push, record, last=False)
+            except Exception:  # as in handle(): WeChat still gets its answer
+                log.exception("push %s: its answer at the deadline failed inside the server", push.dedup_key)
+                self.metrics.internal_error()
+                answer = Answer(200, SUCCESS)
+            early(answer)
+            sent.append(answer)
 
-        watch = self.runner.watchdog.watch(arrived + WECHAT_GIVES_UP if retry else deadline, at_deadline, early=retry)
+        try:
+            watch = self.runner.watchdog.watch(arrived + WECHAT_GIVES_UP if retry else deadline, at_deadline, retry)
+        except Exception:  # no thread to be had: the run still runs, and is answered when it ends
+            log.exception("push %s: no watchdog for its deadline", push.dedup_key)
+            watch = None
         self.runner.run_here(run)
-        if watch.take():
+        if watch is None or watch.take():
             return self._reply(run.reply_xml)
-        return Answer(200, b"", sent=True)
+        # The watchdog is answering: wait until it has, so that the server writes nothing before it.
+        watch.fired.wait(FIRE_WAIT)
+        if not sent:  # it could not answer: the connection is still this thread's
+            return self._reply(None)
+        return Answer(sent[0].status, b"", sent=True, release=sent[0].release)
 
     def _wait(self, push: Push, run: Run | None, record: PushRecord, arrived: float) -> Answer:
         """Wait for the run of ``push`` as long as this delivery may, then answer by WeChat's rules."""

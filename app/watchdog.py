@@ -7,7 +7,8 @@ socket, when a delivery's time is up (:class:`Watch`).  Whoever takes a watch fi
 the delivery's thread with its reply or the watchdog at the deadline, answers; the
 other does not.
 
-The watchdog looks every ``TICK`` while any watch is open, and sleeps otherwise.  Only
+The watchdog wakes for the earliest open watch, and at least every ``TICK`` while any is
+open (for a stopping process's early ones); it sleeps otherwise.  Only
 slow pushes reach their deadline; each is answered on a thread of its own, since the
 answer may wait on the store (marking the reply late).
 """
@@ -25,18 +26,19 @@ from .process import pid as current_pid
 
 log = logging.getLogger(__name__)
 
-TICK = 0.05  # how late past its time a watch may fire
+TICK = 0.05  # how late an early watch of a stopping process may fire
 
 
 class Watch:
     """One delivery's deadline: ``fire`` runs on the watchdog's thread unless the delivery is answered first."""
 
-    __slots__ = ("when", "fire", "early", "_lock", "_taken")
+    __slots__ = ("when", "fire", "early", "fired", "_lock", "_taken")
 
     def __init__(self, when: float, fire: Callable[[], None], early: bool) -> None:
         self.when = when
         self.fire = fire
         self.early = early  # fired at once when the process starts stopping
+        self.fired = threading.Event()  # set once ``fire`` has returned (or raised)
         self._lock = threading.Lock()
         self._taken = False
 
@@ -84,14 +86,6 @@ class Watchdog:
     def _serve(self, wake: threading.Event) -> None:
         pid = self._pid
         while self._pid == pid:
-            with self._lock:
-                idle = not self._heap
-                if idle:
-                    wake.clear()
-            if idle:
-                wake.wait()
-                continue
-            time.sleep(TICK)
             now = time.monotonic()
             due = []
             with self._lock:
@@ -102,9 +96,16 @@ class Watchdog:
                     due.extend(w for _, _, w in heap if w.early)
                     heap[:] = [entry for entry in heap if not entry[2].early]
                     heapq.heapify(heap)
+                pause = min(TICK, heap[0][0] - now) if heap else None
+                if pause is None:
+                    wake.clear()
             for watch in due:
                 if watch.take():  # a thread each: answering may wait on the store, and the next is due too
                     threading.Thread(target=_fire, args=(watch,), name="wechat-deadline", daemon=True).start()
+            if pause is None:
+                wake.wait()
+            else:
+                time.sleep(max(0.0, pause))
 
 
 def _fire(watch: Watch) -> None:
@@ -112,3 +113,5 @@ def _fire(watch: Watch) -> None:
         watch.fire()
     except Exception:
         log.exception("answering a delivery at its deadline failed")
+    finally:
+        watch.fired.set()

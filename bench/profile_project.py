@@ -528,6 +528,16 @@ def cprofile_text(run, sort: str, limit: int = 30) -> tuple[str, pstats.Stats]:
     return buf.getvalue(), stats
 
 
+def profile_requests(app, safe: bool, n: int, pipeline, path: str, sort: str, limit: int, connection=None):
+    """cProfile of ``n`` fresh WSGI requests, written to ``path``; their stats."""
+    run = wsgi_calls(app, pushes.make_pushes(n, safe), pipeline, connection)
+    text, stats = cprofile_text(run, sort, limit)
+    check_bodies(run, safe, project=True)
+    with open(path, "w") as f:
+        f.write(text)
+    return stats
+
+
 def top_rows(stats: pstats.Stats, n: int, limit: int = 15) -> list[dict]:
     rows = []
     for (file, line, func), (cc, nc, tt, ct, callers) in stats.stats.items():
@@ -585,19 +595,13 @@ def request_profiles(app, safe: bool, n: int, out_dir: str, mode: str) -> dict:
     connection = Connection()
     try:
         # as served: every step on the delivery's thread, so every step shows
-        run = wsgi_calls(app, pushes.make_pushes(n, safe), pipeline, connection)
-        text, stats = cprofile_text(run, "tottime", 35)
-        check_bodies(run, safe, project=True)
-        with open(os.path.join(out_dir, f"cprofile-{mode}-served-tottime.txt"), "w") as f:
-            f.write(text)
+        path = os.path.join(out_dir, f"cprofile-{mode}-served-tottime.txt")
+        stats = profile_requests(app, safe, n, pipeline, path, "tottime", 35, connection)
         # the report's table is this profile's, the same as the file by own time
         out["top_tottime"] = top_rows(stats, n)
         out["profiled_total_us_per_req"] = round(stats.total_tt / n * 1e6, 2)
-        run = wsgi_calls(app, pushes.make_pushes(n, safe), pipeline, connection)
-        text, _ = cprofile_text(run, "cumulative", 60)
-        check_bodies(run, safe, project=True)
-        with open(os.path.join(out_dir, f"cprofile-{mode}-served-cumulative.txt"), "w") as f:
-            f.write(text)
+        path = os.path.join(out_dir, f"cprofile-{mode}-served-cumulative.txt")
+        profile_requests(app, safe, n, pipeline, path, "cumulative", 60, connection)
         try:
             from pyinstrument import Profiler
 
@@ -615,11 +619,8 @@ def request_profiles(app, safe: bool, n: int, out_dir: str, mode: str) -> dict:
     finally:
         connection.close()
     # the pool path: the delivery's thread waits in the run's Latch while the pool thread works
-    run = wsgi_calls(app, pushes.make_pushes(n, safe), pipeline)
-    text, stats = cprofile_text(run, "cumulative", 60)
-    check_bodies(run, safe, project=True)
-    with open(os.path.join(out_dir, f"cprofile-{mode}-pool-cumulative.txt"), "w") as f:
-        f.write(text)
+    path = os.path.join(out_dir, f"cprofile-{mode}-pool-cumulative.txt")
+    stats = profile_requests(app, safe, n, pipeline, path, "cumulative", 60)
     out["pool_wait_us_per_req"] = waiting_us(stats, n)
     out["pool_profiled_total_us_per_req"] = round(stats.total_tt / n * 1e6, 2)
     return out

@@ -65,6 +65,11 @@ def test_the_callback_is_answered_in_front_of_flask_and_every_other_path_is_flas
     assert seen == ["/healthz", "/wechat/"]
 
 
+def test_a_callback_path_outside_ascii_is_answered(tmp_path):
+    client = make_app(tmp_path, WECHAT_CALLBACK_PATH="/回调").test_client()
+    assert client.get(url(signed_query(TOKEN, echostr="e"), "/回调")).get_data() == b"e"
+
+
 def test_callback_path_is_configurable(tmp_path):
     app = make_app(tmp_path, WECHAT_CALLBACK_PATH="/hooks/wx")
     client = app.test_client()

@@ -486,3 +486,19 @@ def test_a_run_lost_before_its_first_renewal_is_found_by_any_worker_however_long
     finally:
         store.close()
         other.close()
+
+
+def test_a_push_claimed_again_after_it_expired_is_still_found_when_its_run_is_lost(tmp_path):
+    """The expired row is replaced by a new one, never at a place an earlier look has read past."""
+    store = open_store(f"sqlite:///{tmp_path}/store.sqlite3")
+    try:
+        for key, ttl in (("msg:old", 60), ("msg:again", 1)):
+            claim(store, key, ttl=ttl)
+            store.finish_push(key, ANSWERED, None)
+        assert store.lapsed_runs(time.time(), 10) == []  # this look reads up to msg:again
+        time.sleep(1.2)
+        assert claim(store, "msg:again", owner="dead", lease=0.2).runs is True
+        time.sleep(0.3)
+        assert [record.key for record in store.lapsed_runs(time.time(), 10)] == ["msg:again"]
+    finally:
+        store.close()

@@ -81,3 +81,46 @@ def test_an_idle_watchdog_wakes_for_a_new_watch():
     watchdog.watch(start + 0.2, second)
     assert second.event.wait(1)
     assert start + 0.2 <= second.at[0] <= start + 0.2 + TOLERANCE
+
+
+def test_a_delivery_the_watchdog_answers_gets_that_answer_first_and_only_it(tmp_path, fake):
+    """The handler ends just after the deadline while the watchdog is still answering (its store call
+    is slow): the delivery's thread waits for that answer instead of letting the server write another."""
+    from urllib.parse import urlencode
+
+    from app import get_state
+    from app.pipeline import Delivery
+    from app.testing import signed_query, text_push
+    from tests.conftest import TOKEN, make_app
+
+    app = make_app(
+        tmp_path,
+        WECHAT_PLUGINS="tests.plugins.slow",
+        WECHAT_LATE_REPLY="customer_service",
+        WECHAT_REPLY_DEADLINE="0.5",
+        WECHAT_API_BASE_URL=fake.base_url,
+        WECHAT_APP_ID=fake.app_id,
+        WECHAT_APP_SECRET=fake.app_secret,
+    )
+    state = get_state(app)
+    mark_late = state.store.mark_late
+
+    def slow_mark_late(*args):
+        time.sleep(0.3)
+        return mark_late(*args)
+
+    state.store.mark_late = slow_mark_late
+    events: list[tuple[str, object]] = []
+    body = text_push("sleep 0.6 done")
+    delivery = Delivery(
+        method="POST",
+        query_string=urlencode(signed_query(TOKEN)),
+        read_body=lambda limit: body,
+        answer_early=lambda answer: events.append(("early", answer.body)),
+    )
+    with app.app_context():
+        answer = state.pipeline.handle(delivery)
+    events.append(("returned", answer.sent))
+    assert [kind for kind, _ in events] == ["early", "returned"], "the server would have written first"
+    assert b"<Content><![CDATA[done]]></Content>" in events[0][1], "the run ended before the store said late"
+    assert events[1][1] is True

@@ -69,6 +69,8 @@ SCHEMA_TIMEOUT = 10.0  # how long start-up waits for another process setting up 
 BATCH_TIMEOUT = 5.0  # how long a batch of put-off outcomes waits for the lock
 HOLD_MARGIN = 3600.0  # a push outlives its held reply by this much, to record what became of it
 _RECORD = "key, kind, status, reply, received_at, deliveries, attempts, lease_until, late"
+_NEW_COLUMNS = "key, kind, body, received_at, expires_at, status, deliveries, attempts, owner, lease_until"
+_NEW_VALUES = "?, ?, ?, ?, ?, ?, 1, 1, ?, ?"
 _HELD_FOR = " RETURNING (SELECT 1 FROM held WHERE openid = ? AND expires_at > ? LIMIT 1)"
 
 # Expired pushes are swept every SWEEP_EVERY claims, looking at the SWEEP_OLDEST oldest rows
@@ -156,16 +158,15 @@ class SQLiteStore(SQLiteJobs):
         now = time.time()
         self._claims += 1
         if self._claims % SWEEP_EVERY == 0:
+            # Never the newest row: rowids must never go back, or a look for lost runs (which
+            # remembers how far it read) would miss claims given a rowid it has passed.
             self.db.execute(
                 "DELETE FROM pushes WHERE rowid IN (SELECT rowid FROM pushes ORDER BY rowid LIMIT ?) "
-                "AND expires_at < ?",
+                "AND expires_at < ? AND rowid < (SELECT max(rowid) FROM pushes)",
                 (SWEEP_OLDEST, now),
             )
         new = PushRecord(key, kind, RUNNING, None, now, 1, 1, now + lease)
-        insert = (
-            "INSERT INTO pushes (key, kind, body, received_at, expires_at, status, deliveries, attempts, owner, "
-            "lease_until) VALUES (?, ?, ?, ?, ?, ?, 1, 1, ?, ?) ON CONFLICT (key) DO NOTHING"
-        )
+        insert = f"INSERT INTO pushes ({_NEW_COLUMNS}) VALUES ({_NEW_VALUES}) ON CONFLICT (key) DO NOTHING"
         values = (key, kind, body, now, now + ttl, RUNNING, owner, now + lease)
         # The common case, a new push, in one statement, which also says whether a reply is held for
         # the follower (nearly always not): no second statement for that.
@@ -175,9 +176,12 @@ class SQLiteStore(SQLiteJobs):
             return Claim(new, runs=True, held=inserted[0][0] is not None)
         with self._transaction() as db:
             row = db.execute(f"SELECT {_RECORD}, expires_at FROM pushes WHERE key = ?", (key,)).fetchone()
-            if row is None or row[-1] < now:  # expired and not swept yet: a new push
+            if row is None or row[-1] < now:  # expired and not swept yet: a new push, as the newest row
+                newest = db.execute("SELECT max(rowid) FROM pushes").fetchone()[0]
                 db.execute("DELETE FROM pushes WHERE key = ?", (key,))
-                db.execute(insert, values)
+                db.execute(
+                    f"INSERT INTO pushes (rowid, {_NEW_COLUMNS}) VALUES (?, {_NEW_VALUES})", (newest + 1, *values)
+                )
                 return Claim(new, runs=True)
             record = _record(row[:-1])
             record = replace(record, deliveries=record.deliveries + 1)
@@ -205,8 +209,11 @@ class SQLiteStore(SQLiteJobs):
             return True
 
     def renew_leases(self, keys: Sequence[str], owner: str, until: float) -> None:
+        # A renewed lease is never shorter than the first (a clock stepped back must not take a
+        # renewed run out of the index of renewed runs: see LIVE).
         self.db.executemany(
-            "UPDATE pushes SET lease_until = ? WHERE key = ? AND owner = ? AND status = ?",
+            f"UPDATE pushes SET lease_until = max(?, received_at + {LEASE} + 0.001) "
+            "WHERE key = ? AND owner = ? AND status = ?",
             [(until, key, owner, RUNNING) for key in keys],
         )
 
@@ -279,14 +286,16 @@ class SQLiteStore(SQLiteJobs):
             start = self._looked_to
             if start is None or start > top:  # this process's first look, or the journal was emptied
                 start = max(0, top - FIRST_LOOK)
+            unsettled = f"rowid > ? AND rowid <= ? AND {UNRENEWED}"
+            oldest = db.execute(f"SELECT min(rowid) FROM pushes WHERE {unsettled}", (start, top)).fetchone()[0]
+            self._looked_to = top if oldest is None else oldest - 1
+            if oldest is None or limit <= 0:
+                return []
             rows = db.execute(
-                f"SELECT rowid, {_RECORD}, body FROM pushes WHERE rowid > ? AND rowid <= ? AND {UNRENEWED} "
-                "ORDER BY rowid",
-                (start, top),
-            ).fetchall()
-            self._looked_to = rows[0][0] - 1 if rows else top
-            lapsed = [replace(_record(row[1:-1]), body=row[-1]) for row in rows]
-            return [record for record in lapsed if record.lease_until < now][: max(0, limit)]
+                f"SELECT {_RECORD}, body FROM pushes WHERE {unsettled} AND lease_until < ? ORDER BY rowid LIMIT ?",
+                (oldest - 1, top, now, limit),
+            )
+            return [replace(_record(row[:-1]), body=row[-1]) for row in rows]
 
     def abandon(self, key: str) -> bool:
         cursor = self.db.execute(
