@@ -1,14 +1,13 @@
 """gunicorn settings; every one can be overridden by its GUNICORN_* variable.
 
-Threaded workers (gthread), 64 threads each.  A push's handlers run on the
-thread of its first delivery, which is answered at its deadline (by the app's
-watchdog, through the socket) if they are slow: in a threaded worker a slow
-handler costs one thread, so 50 slow pushes at once leave threads free for a
-fast one.  A sync worker would be taken whole by one slow handler, for as long
-as it runs (its lease keeps gunicorn from timing the worker out); gevent would
-stop a whole worker while SQLite waits for a lock (its C calls do not yield).
-The app is loaded before forking so a bad setting stops the master with its
-one-line message; the store opens its connections lazily, per process.
+Threaded workers (gthread), 64 threads each.  A delivery whose handlers are slow
+is held open (up to 5.5 s) while they run in the app's own pool: in a threaded
+worker that costs one waiting thread, so 50 slow pushes held at once leave
+threads free for a fast one.  A sync worker would be taken whole by one held
+delivery; gevent would stop a whole worker while SQLite waits for a lock (its C
+calls do not yield).  The app is loaded before forking so a bad setting stops the
+master with its one-line message; the store opens its connections lazily, per
+process.
 
 On SIGTERM a worker lets the held deliveries that are not a push's last go at
 once, unanswered, so that WeChat delivers again to a live worker (the others are
@@ -83,7 +82,7 @@ def post_worker_init(worker):
 
     from app.runs import release_held_deliveries, start_runners
 
-    start_runners(heartbeat=worker.notify)
+    start_runners()
     stop = signal.getsignal(signal.SIGTERM)
 
     def on_sigterm(signum, frame):

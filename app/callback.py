@@ -50,47 +50,20 @@ class CallbackFront:
             forwarded = environ.get("HTTP_X_FORWARDED_FOR")
             caller = caller_address(environ.get("REMOTE_ADDR"), forwarded, self.trusted_proxies)
         method = environ.get("REQUEST_METHOD", "GET").upper()
-        connection = environ.get("gunicorn.socket")
         delivery = Delivery(
             method=method,
             query_string=environ.get("QUERY_STRING", ""),
             read_body=lambda limit: read_body(environ, limit),
             caller=caller,
             arrived=arrived,
-            answer_early=None if connection is None else lambda answer: answer_through(connection, answer),
         )
         answer = self.pipeline.handle(delivery)
-        if answer.sent:  # the connection is closed: what gunicorn writes now goes nowhere, quietly
-            status = 503 if answer.release else answer.status  # for the access log, as if answered here
-            start_response(status_line(Answer(status, b"")), [("Content-Length", "0")])
-            return []
         if answer.release:
             answer = release(environ)
-        start_response(status_line(answer), headers(answer))
+        headers = [("Content-Type", answer.content_type), ("Content-Length", str(len(answer.body)))]
+        headers.extend(answer.headers.items())
+        start_response(f"{answer.status} {HTTP_STATUS_CODES.get(answer.status, 'UNKNOWN')}", headers)
         return [] if method == "HEAD" else [answer.body]
-
-
-def status_line(answer: Answer) -> str:
-    return f"{answer.status} {HTTP_STATUS_CODES.get(answer.status, 'UNKNOWN')}"
-
-
-def headers(answer: Answer) -> list[tuple[str, str]]:
-    return [("Content-Type", answer.content_type), ("Content-Length", str(len(answer.body))), *answer.headers.items()]
-
-
-def answer_through(connection: socket.socket, answer: Answer) -> None:
-    """Write ``answer`` to ``connection`` ourselves, from whatever thread, and close it (or only close it).
-
-    For a delivery whose own thread is still running its handlers at the deadline.
-    """
-    try:
-        if not answer.release:
-            head = [f"HTTP/1.1 {status_line(answer)}", *(f"{k}: {v}" for k, v in headers(answer))]
-            head.append("Connection: close")
-            connection.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + answer.body)
-        connection.shutdown(socket.SHUT_RDWR)
-    except OSError as exc:  # WeChat hung up first
-        log.info("the delivery's connection was gone at its deadline: %s", exc)
 
 
 def release(environ: dict) -> Answer:

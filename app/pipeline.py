@@ -56,7 +56,6 @@ POLL = 0.05  # how often a delivery waiting on another worker's run looks at the
 # later, with others: no delivery can be at its deadline, deciding what to answer by the outcome,
 # before the outcome is written (it is, within WRITE_EVERY, each write within the store timeout).
 PUT_OFF_MARGIN = 1.0
-FIRE_WAIT = 10.0  # how long a delivery's thread waits for the watchdog's answer (its store calls are bounded)
 
 
 @dataclass
@@ -68,9 +67,6 @@ class Delivery:
     read_body: Callable[[int], bytes]  # reads at most the limit it is given; raises a 413 Refusal past it
     caller: str | None = None  # the caller's address, when an allow-list is set
     arrived: float = field(default_factory=time.monotonic)
-    # Writes an answer straight to the connection, from any thread, and closes it; given by a front
-    # that can (under gunicorn).  With it, a push's handlers run on the delivery's own thread.
-    answer_early: Callable[[Answer], None] | None = None
 
 
 @dataclass
@@ -91,7 +87,6 @@ class Answer:
     content_type: str = "text/plain"
     headers: dict[str, str] = field(default_factory=dict)
     release: bool = False  # no answer at all: let the connection go (WeChat has dropped it, or will retry)
-    sent: bool = False  # answered already, through ``Delivery.answer_early``: nothing more to write
 
 
 class Pipeline:
@@ -154,21 +149,10 @@ class Pipeline:
             push = parse_push(parse_xml(xml))
         except PushError as exc:
             raise Refusal(400, "body is not a push", str(exc)[:200]) from None
-        early = None
-        if delivery.answer_early is not None:
-            answer_early = delivery.answer_early
-
-            def early(answer: Answer) -> None:
-                answer_early(self._finished(answer, push, query, delivery.arrived))
-
-        answer = self.answer_push(push, xml, delivery.arrived, early)
-        return answer if answer.sent else self._finished(answer, push, query, delivery.arrived)
-
-    def _finished(self, answer: Answer, push: Push, query: CallbackQuery, arrived: float) -> Answer:
-        """``answer`` sealed in safe mode, and counted."""
+        answer = self.answer_push(push, xml, delivery.arrived)
         if answer.status == 200 and answer.body != SUCCESS and not answer.release and query.encrypted:
-            answer.body = crypto.seal(self.envelope, self.settings.signing_token, answer.body)
-        self.metrics.push_done(push, answer, arrived)
+            answer.body = crypto.seal(self.envelope, settings.signing_token, answer.body)
+        self.metrics.push_done(push, answer, delivery.arrived)
         return answer
 
     def _refuse(self, delivery: Delivery, refusal: Refusal) -> Answer:
@@ -218,14 +202,8 @@ class Pipeline:
 
     # --- the push ---------------------------------------------------------------
 
-    def answer_push(
-        self, push: Push, xml: bytes, arrived: float, early: Callable[[Answer], None] | None = None
-    ) -> Answer:
-        """Claim ``push``, run its handlers (or wait for the run that has them), and answer in time.
-
-        With ``early`` (which answers the delivery from another thread), a push's first run
-        is on this thread, and an answer already given through ``early`` comes back ``sent``.
-        """
+    def answer_push(self, push: Push, xml: bytes, arrived: float) -> Answer:
+        """Claim ``push``, run its handlers (or wait for the run that has them), and answer in time."""
         deadline = arrived + self.settings.reply_deadline
         key = push.dedup_key
         try:
@@ -255,8 +233,6 @@ class Pipeline:
                     self.metrics.held_reply("taken")
                     self._finish(key, ANSWERED, held)
                     return self._reply(held)
-            if early is not None and record.deliveries == 1:
-                return self._run_here(push, record, arrived, early)
             run = self.runner.start(
                 key, push, received_at=record.received_at, attempt=record.attempts, deadline=deadline
             )
@@ -268,43 +244,6 @@ class Pipeline:
         else:
             run = self.runner.local(key)
         return self._wait(push, run, record, arrived)
-
-    def _run_here(self, push: Push, record: PushRecord, arrived: float, early: Callable[[Answer], None]) -> Answer:
-        """The first run of ``push``, on this thread; the watchdog answers through ``early`` if it is slow.
-
-        The delivery is answered as :meth:`_wait` would answer it: with the reply if the run
-        is done in time, otherwise, at the same moment, as a delivery whose run is still going.
-        """
-        retry = self.settings.late_reply == RETRY
-        deadline = arrived + self.settings.reply_deadline
-        run = self.runner.start(
-            push.dedup_key, push, received_at=record.received_at, attempt=record.attempts, deadline=deadline, here=True
-        )
-        sent: list[Answer] = []
-
-        def at_deadline() -> None:
-            try:
-                answer = self._reply(run.reply_xml) if run.done.is_set() else self._unready(push, record, last=False)
-            except Exception:  # as in handle(): WeChat still gets its answer
-                log.exception("push %s: its answer at the deadline failed inside the server", push.dedup_key)
-                self.metrics.internal_error()
-                answer = Answer(200, SUCCESS)
-            early(answer)
-            sent.append(answer)
-
-        try:
-            watch = self.runner.watchdog.watch(arrived + WECHAT_GIVES_UP if retry else deadline, at_deadline, retry)
-        except Exception:  # no thread to be had: the run still runs, and is answered when it ends
-            log.exception("push %s: no watchdog for its deadline", push.dedup_key)
-            watch = None
-        self.runner.run_here(run)
-        if watch is None or watch.take():
-            return self._reply(run.reply_xml)
-        # The watchdog is answering: wait until it has, so that the server writes nothing before it.
-        watch.fired.wait(FIRE_WAIT)
-        if not sent:  # it could not answer: the connection is still this thread's
-            return self._reply(None)
-        return Answer(sent[0].status, b"", sent=True, release=sent[0].release)
 
     def _wait(self, push: Push, run: Run | None, record: PushRecord, arrived: float) -> Answer:
         """Wait for the run of ``push`` as long as this delivery may, then answer by WeChat's rules."""
@@ -318,12 +257,6 @@ class Pipeline:
             if not retry and record.deliveries > 1 and self._sent_later(key):
                 return self._reply(None)  # an earlier delivery got success: the reply goes through the API
             return self._reply(reply)
-        return self._unready(push, record, last)
-
-    def _unready(self, push: Push, record: PushRecord, last: bool) -> Answer:
-        """The answer of a delivery whose time is up while its push's run is still going."""
-        key = push.dedup_key
-        retry = self.settings.late_reply == RETRY
         if self.runner.releasing.is_set() and retry and not last:
             return Answer(200, b"", release=True)  # the worker is stopping: WeChat delivers again elsewhere
         if not retry:

@@ -1,10 +1,8 @@
 """Where handlers run: a pool of threads in each process, and the leases that say a run is alive.
 
-A delivery that can be answered from another thread (under gunicorn) runs its
-push's handlers on its own thread, and :mod:`app.watchdog` answers it at the
-deadline if they are slow.  Any other delivery starts a :class:`Run` in the pool
-and waits for it only as long as WeChat's clock allows.  Either way a slow
-handler costs a thread, never a late answer.
+A delivery never runs handlers on its own thread: it starts a :class:`Run` in
+the pool and waits for it only as long as WeChat's clock allows, so a slow
+handler costs the delivery a waiting thread, never a late answer.
 
 A run holds a lease in the store, renewed every second by one background
 thread per process; a lease not renewed for 3 s has lapsed, and its run is
@@ -35,7 +33,6 @@ from .messages import Push
 from .process import pid as current_pid
 from .store import Store
 from .store.base import LEASE
-from .watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +44,6 @@ EXIT_WAIT = 10.0  # how long a process exiting normally waits for its pools' cal
 _runners: weakref.WeakSet[Runner] = weakref.WeakSet()
 _pools: weakref.WeakSet[Pool] = weakref.WeakSet()
 _throttle = Throttle()  # the lease thread's failures repeat every second while the store is down
-# Tells the server this worker is alive (gunicorn's ``worker.notify``): a sync worker's only thread
-# may be running a handler for longer than the server's timeout, and the run's lease says it is alive.
-_heartbeat: Callable[[], None] | None = None
 
 
 class Latch:
@@ -188,7 +182,6 @@ class Runner:
         self._lock = threading.Lock()
         self._pid = 0
         self._pool: Pool | None = None
-        self.watchdog = Watchdog()  # answers the deliveries whose runs are on their own threads
         _runners.add(self)
         # An app that goes away (or a process that exits) writes what it put off first: unwritten, a
         # push answered in time would look, 3 s later, like a run that died.
@@ -223,25 +216,15 @@ class Runner:
         received_at: float = 0.0,
         attempt: int = 1,
         deadline: float = 0.0,
-        here: bool = False,
     ) -> Run:
-        """Run ``push``'s handlers in the pool; the caller holds the claim (or the store is skipped).
-
-        With ``here``, the run is only registered (its lease kept, other deliveries in this
-        process waiting on it): the caller runs it on its own thread with :meth:`run_here`.
-        """
+        """Run ``push``'s handlers in the pool; the caller holds the claim (or the store is skipped)."""
         self._ensure_started()
         run = Run(key, push, journalled, received_at, attempt, deadline)
         if journalled:
             with self._lock:
                 self._runs[key] = run
-        if not here:
-            self._pool.submit(lambda: self._work(run))
+        self._pool.submit(lambda: self._work(run))
         return run
-
-    def run_here(self, run: Run) -> None:
-        """Run a run :meth:`start` registered with ``here``, on this thread."""
-        self._work(run)
 
     def local(self, key: str) -> Run | None:
         """The run of ``key`` in this process, if there is one."""
@@ -293,7 +276,6 @@ class Runner:
     def release(self) -> None:
         """Let every held delivery go now (the worker is stopping)."""
         self.releasing.set()
-        self.watchdog.stop_soon()
 
     def drain(self, timeout: float) -> list[Run]:
         """Wait up to ``timeout`` for the runs in this process; return those still going."""
@@ -321,8 +303,6 @@ def _keep_leases(ref: weakref.ref[Runner], pid: int) -> None:
         if started - renewed >= RENEW_EVERY:
             renewed = started
             keys = runner.live_keys()
-            if keys and _heartbeat is not None:
-                _heartbeat()
             if keys:
                 try:
                     runner.store.renew_leases(keys, runner.owner, time.time() + LEASE)
@@ -383,15 +363,12 @@ def release_held_deliveries() -> None:
         runner.release()
 
 
-def start_runners(heartbeat: Callable[[], None] | None = None) -> None:
+def start_runners() -> None:
     """At a worker's boot: every runner in this process starts renewing leases and watching for lapsed runs.
 
     Otherwise a worker that has not handled a push yet would not notice another
-    worker's run dying.  ``heartbeat`` (gunicorn's ``worker.notify``) is called every
-    second while a run in this process is going.
+    worker's run dying.
     """
-    global _heartbeat
-    _heartbeat = heartbeat
     for runner in list(_runners):
         runner.start_background()
 
