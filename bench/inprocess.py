@@ -2,23 +2,21 @@
 
 Each library goes through its own API, on the same pushes, median of RUNS runs:
 
-* project: the path the server takes under gunicorn, ``Pipeline.handle(Delivery)`` with an
-  ``answer_early`` (what ``app.callback.CallbackFront`` gives a delivery when the environ has a
-  ``gunicorn.socket``), of an app built by ``app.create_app`` (echo plugin, a fresh SQLite store
-  in a temp dir for each run, ``WECHAT_MESSAGE_MODE=compatible``): query and signature checks,
-  decrypt, parse, the journal's claim, the handlers on the delivery's own thread
-  (``Runner.start(here=True)`` + ``Runner.run_here``) under a watchdog watch that would answer
-  at the deadline, the outcome put off and written in batches, the reply sealed.  A push that
-  reaches its deadline (the watchdog calls ``answer_early``) makes the run invalid: it raises.
-  It is handed the raw query string (``read_query`` is part of its path); the peers get the
-  query already parsed into a dict;
+* project: the one request path the server uses, ``Pipeline.handle(Delivery)`` (what
+  ``app.callback.CallbackFront``, the app's ``wsgi_app``, calls for every delivery, under
+  gunicorn too) of an app built by ``app.create_app`` (echo plugin, a fresh SQLite store in a
+  temp dir for each run, ``WECHAT_MESSAGE_MODE=compatible``): query and signature checks,
+  decrypt, parse, the journal's claim, the handlers in the app's pool (``app.runs.Pool``) while
+  the delivery waits on the run's ``Latch``, the outcome put off and written in batches, the
+  reply sealed.  It is handed the raw query string (``read_query`` is part of its path); the
+  peers get the query already parsed into a dict;
 * WeRoBot: ``check_signature``, ``parse_message``, ``get_encrypted_reply``;
 * wechatpy: ``utils.check_signature``, ``WeChatCrypto.decrypt_message``, ``parse_message``,
   ``create_reply(...).render()``, ``WeChatCrypto.encrypt_message``.
 
-A timed run of the project ends when no run is left and every outcome is written: a fast
-run puts its outcome off (``Runner.put_off``, on the delivery's thread, once the reply is
-ready), the lease thread writes those every 0.5 s in one ``store.finish_pushes``
+A timed run of the project ends when its pool is idle and every outcome is written: a fast
+run puts its outcome off (``Runner.put_off``, in the pool thread, after the delivery has its
+answer), the lease thread writes those every 0.5 s in one ``store.finish_pushes``
 transaction, and the last batch is written at the end of the run, inside the timing.
 
 Also: the parse alone of a MASSSENDJOBFINISH push with copyright-check results, and the
@@ -81,36 +79,15 @@ def project_app(store_path: str):
     )
 
 
-class DeadlineHit(RuntimeError):
-    """A push of a benchmark reached its reply deadline: the run did not measure the fast path, it is invalid."""
-
-
-def project_handler(app, pool_path: bool = False):
-    """One push through ``Pipeline.handle``, as the server delivers it under gunicorn.
-
-    The delivery has an ``answer_early``, as ``CallbackFront`` gives one when it can answer
-    through the socket: the push's handlers run on this thread, under a watchdog watch.  The
-    watchdog calls ``answer_early`` only at a push's deadline, which no push here may reach:
-    if one does, the handler raises :class:`DeadlineHit`.  With ``pool_path``, no ``answer_early``
-    (servers that cannot answer from another thread, the test client, replay): the handlers
-    run in the app's pool while the delivery waits on the run's latch.
-    """
+def project_handler(app):
+    """One push through ``Pipeline.handle``, the path every delivery to the server takes."""
     from app import get_state
     from app.pipeline import Delivery
 
     pipeline = get_state(app).pipeline
-    hits: list[int] = []
-
-    def answer_early(answer) -> None:  # on the watchdog's thread, at a deadline: recorded, raised below
-        hits.append(answer.status)
-
-    early = None if pool_path else answer_early
 
     def handle(query_string: str, body: bytes) -> bytes:
-        delivery = Delivery(method="POST", query_string=query_string, read_body=lambda limit: body, answer_early=early)
-        answer = pipeline.handle(delivery)
-        if hits or answer.sent:
-            raise DeadlineHit(f"a push reached its reply deadline ({len(hits)} answered by the watchdog): invalid run")
+        answer = pipeline.handle(Delivery(method="POST", query_string=query_string, read_body=lambda limit: body))
         if answer.status != 200 or answer.release:
             raise ValueError(
                 f"pipeline answered {answer.status}{' (released)' if answer.release else ''}: {answer.body[:200]!r}"
@@ -122,7 +99,7 @@ def project_handler(app, pool_path: bool = False):
 
 
 def settle(pipeline, limit: float = 10.0) -> None:
-    """Wait until ``pipeline`` has no run going (here or in its pool), then write the outcomes put off; bounded.
+    """Wait until ``pipeline``'s pool has no run left, then write the outcomes they put off; bounded.
 
     A fast run puts its outcome off (``Runner.put_off``) and the lease thread writes those every
     ``WRITE_EVERY`` seconds, in one ``store.finish_pushes`` transaction.  Waiting for that thread
@@ -144,8 +121,8 @@ def settle(pipeline, limit: float = 10.0) -> None:
 
 
 def warm_up(handle, n: int = 10) -> None:
-    """A few pushes of its own through a fresh app, untimed: its watchdog's thread, its first batch of
-    outcomes, the store's statements prepared, as in a server that has been up a while."""
+    """A few pushes of its own through a fresh app, untimed: its pool's first thread, its first
+    batch of outcomes, the store's statements prepared, as in a server that has been up a while."""
     for push in pushes.make_pushes(n, False):
         handle(*project_args(push))
     settle(handle.pipeline)
@@ -233,7 +210,7 @@ def project_args(push: pushes.Push) -> tuple:
 
 class ProjectRuns:
     """The project for the throughput runs: every run journals the same pushes, so each run
-    gets an app of its own with a fresh store; a run ends once its outcomes are written."""
+    gets an app of its own with a fresh store; a run ends once its pool is idle."""
 
     def __init__(self, workdir: str, label: str) -> None:
         self.workdir = workdir
@@ -465,7 +442,8 @@ def main() -> None:
 
     parts = set(args.parts.split(","))
     out = {"pushes": args.pushes, "runs": args.runs, "cpu_affinity": sorted(os.sched_getaffinity(0))}
-    with tempfile.TemporaryDirectory(prefix="wechat-inproc-") as workdir:
+    # (a lease thread of an app built for a run may still open its store files while the directory goes)
+    with tempfile.TemporaryDirectory(prefix="wechat-inproc-", ignore_cleanup_errors=True) as workdir:
         if "throughput" in parts:
             out["throughput"] = bench_throughput(args.pushes, args.runs, workdir)
         if "parse" in parts:

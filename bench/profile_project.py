@@ -1,44 +1,37 @@
-"""Where the project's time goes, per push, on the path the server takes under gunicorn.
+"""Where the project's time goes, per push, on the path the server takes: ``Pipeline.handle``.
 
-Under gunicorn ``app.callback.CallbackFront`` answers the callback straight from WSGI and
-gives each delivery an ``answer_early`` (it can answer through ``gunicorn.socket``), so
-``Pipeline.handle`` runs a push's handlers on the delivery's own thread, with a watchdog
-watch that would answer at the deadline: that is "as served" here.  Elsewhere (servers that
-cannot answer from another thread, the test client, replay) the handlers run in the app's
-pool while the delivery waits on the run's latch: the "pool path".
+``app.callback.CallbackFront`` (the app's ``wsgi_app``, in front of Flask) answers the
+callback through ``Pipeline.handle``, which runs a push's handlers in the app's pool while the
+delivery waits on the run's latch, under gunicorn as elsewhere: that is "as served" here.
 
-1. Stages: each step of ``Pipeline.handle`` as served, timed over the same pushes, by calling
-   the function or method the pipeline calls for it, in the pipeline's order, each push
-   through all of them on the caller's thread, every call timed on its own; median of the
-   passes (5; ``--passes``), each with a fresh app and store:
+1. Stages: each step of ``Pipeline.handle`` timed over the same pushes, by calling the
+   function or method the pipeline calls for it, in the pipeline's order, each push through
+   all of them on the caller's thread, every call timed on its own; median of the passes
+   (5; ``--passes``), each with a fresh app and store:
    ``read_query`` + ``authenticate`` + ``check_mode``; ``Pipeline._decrypt`` (safe);
    ``parse_xml``; ``parse_push``; the claim, ``store.claim_push`` through the pipeline's guard
    with the follower's openid (one ``INSERT ... RETURNING`` that also says whether a reply is
    held for them); ``LateReplies.take_held``, only when the claim says ``held`` (nearly never);
-   the run on the delivery's thread, ``Runner.start(here=True)`` + ``Watchdog.watch`` +
-   ``Runner.run_here`` of a run that does nothing + ``Watch.take``, on a Runner of the app's
-   kind (its app context); ``Pipeline.run_handlers`` (dispatch + render); ``Runner.put_off``
-   (the outcome kept for the lease thread); the put-off outcomes written as the lease thread
-   does, every ``WRITE_EVERY`` s in one ``store.finish_pushes`` transaction, its cost divided
-   by the pushes (amortised); ``crypto.seal`` (safe).
+   the thread hand-off, ``Runner.start`` + ``Latch.wait`` of a run that does nothing, on a
+   Runner of the app's kind (``app.runs.Pool``, the app context); ``Pipeline.run_handlers``
+   (dispatch + render); ``Runner.put_off`` (the pool thread keeps the outcome); the put-off
+   outcomes written as the lease thread does, every ``WRITE_EVERY`` s in one
+   ``store.finish_pushes`` transaction, its cost divided by the pushes (amortised);
+   ``crypto.seal`` (safe).
    Not a callable of its own, so not a stage: the body read (the front's, timed in 3),
-   building the Delivery and the Answer, ``answer_push``/``_run_here``'s own logic (in "the rest").
-2. The hand-off where it remains: ``Pipeline.handle`` end to end as served (with an
-   ``answer_early``) next to the pool path (without one: the handlers in the app's pool, the
-   delivery waiting on the run's latch, the outcome put off in the pool thread), interleaved;
-   both end once every put-off outcome is written.  The difference is what the hand-off
-   still costs on servers that cannot answer from another thread.
-3. Whole WSGI requests (environ prebuilt, no server; the project's environ has a
-   ``gunicorn.socket``, one end of a ``socket.socketpair()``, so the front takes the served
-   path; nothing is written to it unless a deadline passes, which makes the run invalid):
-   a bare WSGI callable (reads the body, answers ``success``, no framework), bare Flask, the
-   project as served, the project on the pool path (no ``gunicorn.socket``), the project as
-   served with its store stubbed out (a pipeline of its own put in ``app.wsgi_app.pipeline``,
-   the front's, and the real one put back after).
-4. cProfile of whole WSGI requests as served (every step on the delivery's thread, so every
-   step shows) and on the pool path (the handler work is on the pool thread and shows as
-   waiting in ``Latch.wait``); cProfile of ``Pipeline.handle`` alone, as served; pyinstrument's
-   tree of WSGI requests as served.
+   building the Delivery and the Answer, ``answer_push``/``_wait``'s own logic (in "the rest").
+2. The thread hand-off in place: ``Pipeline.handle`` end to end as served (handlers in the
+   app's pool, the delivery waiting on the run's Latch, the outcome put off in the pool
+   thread) next to the same with the pool replaced by inline calls (every step on the
+   caller's thread), interleaved; both end once every put-off outcome is written.
+3. Whole WSGI requests (environ prebuilt, no server, no sockets): a bare WSGI callable (reads
+   the body, answers ``success``, no framework), bare Flask, the project as served, the project
+   with its runs inline, the project with its store stubbed out (each variant a pipeline of its
+   own put in ``app.wsgi_app.pipeline``, the front's, and the real one put back after).
+4. cProfile of whole WSGI requests as served (what the delivery's thread sees: the handler
+   work is on the pool thread and shows as waiting in ``Latch.wait``) and with the runs inline
+   (every step on one thread, so every step shows); cProfile of ``Pipeline.handle`` alone
+   (inline); pyinstrument's tree of WSGI requests (inline).
 
     python bench/profile_project.py --out-dir DIR [--pushes N] [--passes N]
 """
@@ -52,7 +45,6 @@ import io
 import json
 import os
 import pstats
-import socket
 import statistics
 import sys
 import tempfile
@@ -65,7 +57,6 @@ sys.path.insert(0, os.path.join(BENCH, "apps"))
 import pushes  # noqa: E402
 import sysstat  # noqa: E402
 from inprocess import (  # noqa: E402
-    DeadlineHit,
     close_app,
     project_app,
     project_args,
@@ -84,7 +75,7 @@ PARSE_XML = "parse_xml"
 PARSE_PUSH = "parse_push"
 CLAIM = "claim (INSERT ... RETURNING held check): store.claim_push through the guard"
 TAKE_HELD = "late.take_held (held-reply SELECT), only when claim.held"
-RUN_HERE = "run on the delivery's thread: Runner.start(here=True) + Watchdog.watch + run_here (no-op) + Watch.take"
+HANDOFF_STAGE = "thread hand-off: Runner.start + Latch.wait of a no-op run (app.runs.Pool)"
 RUN_HANDLERS = "Pipeline.run_handlers (dispatch + render)"
 PUT_OFF = "Runner.put_off (the outcome kept for the lease thread)"
 BATCH = "put-off outcome, amortised (finish_pushes batch cost / pushes)"
@@ -97,31 +88,50 @@ STAGE_ORDER = [
     PARSE_PUSH,
     CLAIM,
     TAKE_HELD,
-    RUN_HERE,
+    HANDOFF_STAGE,
     RUN_HANDLERS,
     PUT_OFF,
     BATCH,
     SEAL,
 ]
 
-HANDLE_SERVED = "Pipeline.handle as served (handlers on the delivery's thread, a watch per push)"
-HANDLE_POOL = "Pipeline.handle, pool path (handlers in the pool, the delivery waiting)"
-HANDOFF = "the hand-off where it remains (pool path - as served)"
+HANDLE_POOL = "Pipeline.handle, handlers in the pool (as served)"
+HANDLE_INLINE = "Pipeline.handle, pool replaced by inline calls"
+HANDOFF = "thread hand-off in situ (as served - inline)"
 REST = "rest of Pipeline.handle (as served - sum of stages)"
 
 BARE_WSGI = "bare WSGI callable request"
 BARE_FLASK = "bare Flask WSGI request"
 SERVED = "project WSGI request (as served)"
-POOL = "project WSGI request, pool path"
+INLINE = "project WSGI request, runs inline"
 STUBBED = "project WSGI request, store stubbed out"
 
 
-def fresh_app(tmp: str, label: str):
+class InlinePool:
+    """Stands in for a Runner's ``app.runs.Pool``: runs the call on the caller's thread, at once."""
+
+    def submit(self, call):
+        call()
+
+    def shutdown(self, wait: bool = True) -> None:
+        pass
+
+
+def inline(pipeline) -> None:
+    """Make ``pipeline``'s runs happen on the delivery's thread (for comparison and profiles only)."""
+    pipeline.runner.start_background()
+    pipeline.runner._pool = InlinePool()
+
+
+def fresh_app(tmp: str, label: str, runs_inline: bool = False):
     fresh_app.count = getattr(fresh_app, "count", 0) + 1
     app = project_app(os.path.join(tmp, f"{label}-{fresh_app.count}.sqlite3"))
     from app import get_state
 
-    get_state(app).pipeline.runner.start_background()  # as a server worker does at boot
+    pipeline = get_state(app).pipeline
+    pipeline.runner.start_background()  # as a server worker does at boot
+    if runs_inline:
+        inline(pipeline)
     warm_up(project_handler(app))
     return app
 
@@ -150,9 +160,7 @@ def stage_pass(app, safe: bool, n: int) -> tuple[dict, int]:
     reads interleaved as in the server); µs per push, and how many claims said ``held``."""
     from app import crypto, get_state
     from app.messages import Message, parse_push
-    from app.pipeline import WECHAT_GIVES_UP
     from app.runs import LEASE, WRITE_EVERY, Runner
-    from app.settings import RETRY
     from app.store.base import RUNNING
     from app.verify import authenticate, check_mode, read_query
     from app.xmlsafe import parse_xml
@@ -161,16 +169,13 @@ def stage_pass(app, safe: bool, n: int) -> tuple[dict, int]:
     pipeline, settings, store, envelope = state.pipeline, state.settings, state.store, state.envelope
     token = pushes.TOKEN  # what the app was built with (not read from the settings, whose field names move)
     tolerance, ttl = settings.timestamp_tolerance, settings.dedup_ttl
-    retry, reply_deadline = settings.late_reply == RETRY, settings.reply_deadline
     owner = pipeline.runner.owner_id()
-    # The run's side, each by the real code: a Runner of the app's kind (its app context) whose
-    # runs do nothing, run on this thread under its watchdog as ``Pipeline._run_here`` does; and
-    # one never started, so that no lease thread writes its put-off outcomes behind this pass's
-    # back: they are written here, timed.
-    here_runner = Runner(lambda run: None, store, settings.handler_threads, app.app_context)
-    here_runner.start_background()
+    # The pool's side, each by the real code: a Runner of the app's kind (its pool size, its app
+    # context) whose runs do nothing, for the hand-off; and one never started, so that no lease
+    # thread writes its put-off outcomes behind this pass's back: they are written here, timed.
+    handoff_runner = Runner(lambda run: None, store, settings.handler_threads, app.app_context)
+    handoff_runner.start_background()
     keeper = Runner(lambda run: None, store, 1)
-    fired: list[str] = []  # watches the watchdog fired: a push that reached its deadline
     batch = pushes.make_pushes(n, safe)
     items = [(query_string_of(p), p.body) for p in batch]
     names = [name for name in STAGE_ORDER if safe or name not in (DECRYPT, SEAL)]
@@ -183,7 +188,6 @@ def stage_pass(app, safe: bool, n: int) -> tuple[dict, int]:
     last_write = clock()
     try:
         for query_string, body in items:
-            arrived = time.monotonic()
             t0 = clock()
             query = read_query(query_string)
             authenticate(query, token, tolerance, time.time())
@@ -215,20 +219,9 @@ def stage_pass(app, safe: bool, n: int) -> tuple[dict, int]:
                 held_looks += 1
                 pipeline.late.take_held(push.from_user)
             t6 = clock()
-            record = claim.record
-            run = here_runner.start(
-                key,
-                push,
-                received_at=record.received_at,
-                attempt=record.attempts,
-                deadline=arrived + reply_deadline,
-                here=True,
-            )
-            when = arrived + WECHAT_GIVES_UP if retry else arrived + reply_deadline
-            watch = here_runner.watchdog.watch(when, lambda key=key: fired.append(key), early=retry)
-            here_runner.run_here(run)
-            if not watch.take():
-                raise DeadlineHit(f"push {key} reached its deadline in the stages pass: invalid pass")
+            run = handoff_runner.start(key, push)
+            if not run.done.wait(5.0):
+                raise RuntimeError("a no-op run did not finish in 5 s")
             t7 = clock()
             handled = pipeline.run_handlers(push)
             t8 = clock()
@@ -248,16 +241,14 @@ def stage_pass(app, safe: bool, n: int) -> tuple[dict, int]:
             total[PARSE_PUSH] += t3 - t2
             total[CLAIM] += t5 - t4
             total[TAKE_HELD] += t6 - t5
-            total[RUN_HERE] += t7 - t6
+            total[HANDOFF_STAGE] += t7 - t6
             total[RUN_HANDLERS] += t8 - t7
             replies.append(reply)
         t0 = clock()
         keeper.write_outcomes()  # the last batch
         total[BATCH] += clock() - t0
     finally:
-        here_runner._pool.shutdown(wait=True)
-    if fired:
-        raise DeadlineHit(f"{len(fired)} pushes reached their deadline in the stages pass: invalid pass")
+        handoff_runner._pool.shutdown(wait=True)
     for push, reply in zip(batch[:3], replies):
         pushes.check_reply("project", safe, push, 200, reply)
     unwritten = [key for key in keys[-3:] if store.get_push(key).status == RUNNING]
@@ -281,13 +272,13 @@ def stages(tmp: str, safe: bool, n: int) -> tuple[dict, int]:
     return medians, max(held for _, held in passes)
 
 
-# --- 2. the hand-off where it remains ------------------------------------------------
+# --- 2. the hand-off ----------------------------------------------------------------
 
 
-def handle_us(app, safe: bool, n: int, pool_path: bool = False) -> float:
-    """µs per push of ``Pipeline.handle`` over ``n`` new pushes, as served (or on the pool path),
-    until no run is left and the put-off outcomes are written."""
-    handle = project_handler(app, pool_path=pool_path)
+def handle_us(app, safe: bool, n: int) -> float:
+    """µs per push of ``Pipeline.handle`` over ``n`` new pushes, until the pool is idle and the
+    put-off outcomes are written."""
+    handle = project_handler(app)
     batch = pushes.make_pushes(n, safe)
     items = [project_args(p) for p in batch]
     answers = []
@@ -304,21 +295,20 @@ def handle_us(app, safe: bool, n: int, pool_path: bool = False) -> float:
 
 
 def handoff(tmp: str, safe: bool, n: int, stage_sum: float) -> dict:
-    """``Pipeline.handle`` as served and on the pool path, interleaved; the difference is what the
-    hand-off to the pool and back (two thread switches, the GIL, the pool thread's own SQLite
-    connection) still costs on servers that cannot answer a delivery from another thread."""
-    times: dict[str, list[float]] = {HANDLE_SERVED: [], HANDLE_POOL: []}
+    """``Pipeline.handle`` as served and with its runs inline, interleaved; the difference is the
+    hand-off's cost in place (thread switch, GIL, the pool thread's own SQLite connection)."""
+    times: dict[str, list[float]] = {HANDLE_POOL: [], HANDLE_INLINE: []}
     label = f"handoff-{'safe' if safe else 'plain'}"
     for _ in range(PASSES):  # interleaved, so drift hits both alike
-        for name, pool_path in ((HANDLE_SERVED, False), (HANDLE_POOL, True)):
-            app = fresh_app(tmp, label)
+        for name, runs_inline in ((HANDLE_POOL, False), (HANDLE_INLINE, True)):
+            app = fresh_app(tmp, label, runs_inline)
             try:
-                times[name].append(quietly(lambda app=app, pool_path=pool_path: handle_us(app, safe, n, pool_path)))
+                times[name].append(quietly(lambda app=app: handle_us(app, safe, n)))
             finally:
                 close_app(app)
     out = {name: round(statistics.median(values), 2) for name, values in times.items()}
-    out[HANDOFF] = round(out[HANDLE_POOL] - out[HANDLE_SERVED], 2)
-    out[REST] = round(out[HANDLE_SERVED] - stage_sum, 2)
+    out[HANDOFF] = round(out[HANDLE_POOL] - out[HANDLE_INLINE], 2)
+    out[REST] = round(out[HANDLE_POOL] - stage_sum, 2)
     return out
 
 
@@ -367,28 +357,7 @@ class NullStore:
         pass
 
 
-class Connection:
-    """A stand-in for gunicorn's client socket: one end of a socket pair, put in the environ as
-    ``gunicorn.socket``, so that the front takes the served path.  The front writes to it (and
-    shuts it) only when a delivery reaches its deadline; :meth:`check` says whether it did."""
-
-    def __init__(self) -> None:
-        self.server_end, self.peer = socket.socketpair()
-        self.peer.setblocking(False)
-
-    def check(self) -> None:
-        try:
-            data = self.peer.recv(65536)
-        except BlockingIOError:
-            return  # nothing written, nothing shut: no delivery reached its deadline
-        raise DeadlineHit(f"a delivery was answered through the socket at its deadline: {data[:80]!r}; invalid run")
-
-    def close(self) -> None:
-        self.server_end.close()
-        self.peer.close()
-
-
-def environ_for(push: pushes.Push, connection: Connection | None = None) -> dict:
+def environ_for(push: pushes.Push) -> dict:
     from werkzeug.test import EnvironBuilder
 
     path, _, query = push.target.partition("?")
@@ -400,16 +369,13 @@ def environ_for(push: pushes.Push, connection: Connection | None = None) -> dict
         content_type="text/xml",
         base_url="http://127.0.0.1:8000",
     )
-    environ = builder.get_environ()
-    if connection is not None:
-        environ["gunicorn.socket"] = connection.server_end
-    return environ
+    return builder.get_environ()
 
 
-def wsgi_calls(target, batch: list[pushes.Push], pipeline=None, connection: Connection | None = None):
+def wsgi_calls(target, batch: list[pushes.Push], pipeline=None):
     """A timed run: one WSGI call of ``target`` per push (environs prebuilt), then ``pipeline``
     settled; the bodies are kept for :func:`check_bodies`."""
-    environs = [environ_for(p, connection) for p in batch]
+    environs = [environ_for(p) for p in batch]
 
     def start_response(status, headers, exc_info=None):
         if not status.startswith("200"):
@@ -419,8 +385,6 @@ def wsgi_calls(target, batch: list[pushes.Push], pipeline=None, connection: Conn
         run.bodies = [b"".join(target(environ, start_response)) for environ in environs]
         if pipeline is not None:
             settle(pipeline)
-        if connection is not None:
-            connection.check()
 
     run.batch = batch
     return run
@@ -438,15 +402,16 @@ def check_bodies(run, safe: bool, project: bool) -> None:
         raise RuntimeError("a project request was not answered with its reply")
 
 
-def stub_pipeline(app, store):
-    """A pipeline like the app's, over ``store``, for the front to use in place of its own."""
+def variant_pipeline(app, store=None, runs_inline: bool = False):
+    """A pipeline like the app's, over ``store`` (default the app's), runs inline or not, for the
+    front to use in place of its own."""
     from app import get_state
     from app.pipeline import Pipeline
 
     real = get_state(app)
     pipeline = Pipeline(
         real.settings,
-        store,
+        store or real.store,
         real.envelope,
         real.plugins,
         real.client,
@@ -456,6 +421,8 @@ def stub_pipeline(app, store):
         context=app.app_context,
     )
     pipeline.runner.start_background()
+    if runs_inline:
+        inline(pipeline)
     return pipeline
 
 
@@ -466,33 +433,32 @@ def stop_pool(pipeline) -> None:
 
 def whole_requests(app, bare_flask, safe: bool, n: int) -> dict:
     """Median µs of a whole WSGI request: a bare WSGI callable, bare Flask, the project as served,
-    on the pool path, and as served with its store stubbed out.
+    with its runs inline, and with its store stubbed out.
 
-    The front (``app.wsgi_app``) holds its pipeline; the stubbed variant puts a pipeline of its
-    own there for its runs, and the real one is put back after each.  The pool path is taken as
-    the front takes it: no ``gunicorn.socket`` in the environ.
+    The front (``app.wsgi_app``) holds its pipeline; each variant puts a pipeline of its own
+    there for its runs, and the real one is put back after each.
     """
     front = app.wsgi_app
     real = front.pipeline
-    stubbed = stub_pipeline(app, NullStore())
-    # name -> (WSGI callable, the front's pipeline for it, gunicorn.socket in the environ)
+    runs_inline = variant_pipeline(app, runs_inline=True)
+    stubbed = variant_pipeline(app, store=NullStore())
+    # name -> (WSGI callable, the front's pipeline for it)
     variants = {
-        BARE_WSGI: (bare_wsgi, None, False),
-        BARE_FLASK: (bare_flask, None, False),
-        SERVED: (app, real, True),
-        POOL: (app, real, False),
-        STUBBED: (app, stubbed, True),
+        BARE_WSGI: (bare_wsgi, None),
+        BARE_FLASK: (bare_flask, None),
+        SERVED: (app, real),
+        INLINE: (app, runs_inline),
+        STUBBED: (app, stubbed),
     }
-    connection = Connection()
     times: dict[str, list[float]] = {name: [] for name in variants}
     try:
-        # a warm-up pass of every variant (its pool thread, its watchdog's thread), then the timed ones
+        # a warm-up pass of every variant (its pool thread, its statements), then the timed ones
         for timed_pass in [False] + [True] * PASSES:  # interleaved, so drift hits all alike
-            for name, (target, pipeline, served) in variants.items():
+            for name, (target, pipeline) in variants.items():
                 count = n if timed_pass else min(n, 200)
 
-                def one_run(target=target, pipeline=pipeline, served=served, count=count):  # new pushes every try
-                    run = wsgi_calls(target, pushes.make_pushes(count, safe), pipeline, connection if served else None)
+                def one_run(target=target, pipeline=pipeline, count=count):  # new pushes every try
+                    run = wsgi_calls(target, pushes.make_pushes(count, safe), pipeline)
                     us = _elapsed(run) / count * 1e6
                     check_bodies(run, safe, project=pipeline is not None)
                     return us
@@ -508,7 +474,7 @@ def whole_requests(app, bare_flask, safe: bool, n: int) -> dict:
                     front.pipeline = real
     finally:
         front.pipeline = real
-        connection.close()
+        stop_pool(runs_inline)
         stop_pool(stubbed)
     return {name: round(statistics.median(values), 2) for name, values in times.items()}
 
@@ -528,9 +494,9 @@ def cprofile_text(run, sort: str, limit: int = 30) -> tuple[str, pstats.Stats]:
     return buf.getvalue(), stats
 
 
-def profile_requests(app, safe: bool, n: int, pipeline, path: str, sort: str, limit: int, connection=None):
-    """cProfile of ``n`` fresh WSGI requests, written to ``path``; their stats."""
-    run = wsgi_calls(app, pushes.make_pushes(n, safe), pipeline, connection)
+def profile_requests(app, safe: bool, n: int, pipeline, path: str, sort: str, limit: int):
+    """cProfile of ``n`` fresh WSGI requests with ``pipeline`` in the front, written to ``path``; their stats."""
+    run = wsgi_calls(app, pushes.make_pushes(n, safe), pipeline)
     text, stats = cprofile_text(run, sort, limit)
     check_bodies(run, safe, project=True)
     with open(path, "w") as f:
@@ -570,10 +536,15 @@ def waiting_us(stats: pstats.Stats, n: int) -> float:
 
 
 def inprocess_profile(tmp: str, safe: bool, n: int, out_dir: str, mode: str) -> dict:
-    """``Pipeline.handle`` alone (no Flask, no front) as served: unprofiled, then under cProfile."""
+    """``Pipeline.handle`` alone (no front, no Flask): unprofiled as served, then under cProfile
+    with its runs inline so that every step shows."""
     app = fresh_app(tmp, f"cprofile-{mode}")
     try:
-        plain_us = handle_us(app, safe, n)
+        plain_us = handle_us(app, safe, n)  # as served, unprofiled
+    finally:
+        close_app(app)
+    app = fresh_app(tmp, f"cprofile-{mode}", runs_inline=True)
+    try:
         handle = project_handler(app)
         items = [project_args(p) for p in pushes.make_pushes(n, safe)]
         text, stats = cprofile_text(lambda: [handle(*item) for item in items], "tottime", 30)
@@ -589,40 +560,43 @@ def inprocess_profile(tmp: str, safe: bool, n: int, out_dir: str, mode: str) -> 
 
 
 def request_profiles(app, safe: bool, n: int, out_dir: str, mode: str) -> dict:
-    """cProfile (and pyinstrument) of whole WSGI requests as served, and cProfile of the pool path."""
-    pipeline = app.wsgi_app.pipeline
+    """cProfile of whole WSGI requests as served; cProfile (and pyinstrument) of them with the runs inline."""
+    front = app.wsgi_app
+    real = front.pipeline
     out: dict = {}
-    connection = Connection()
+    # as served: the delivery's thread waits in the run's Latch while the pool thread works
+    path = os.path.join(out_dir, f"cprofile-{mode}-served-cumulative.txt")
+    stats = profile_requests(app, safe, n, real, path, "cumulative", 60)
+    out["served_wait_us_per_req"] = waiting_us(stats, n)
+    out["served_profiled_total_us_per_req"] = round(stats.total_tt / n * 1e6, 2)
+    # inline: every step on the delivery's thread, so every step shows
+    pipeline = variant_pipeline(app, runs_inline=True)
+    front.pipeline = pipeline
     try:
-        # as served: every step on the delivery's thread, so every step shows
-        path = os.path.join(out_dir, f"cprofile-{mode}-served-tottime.txt")
-        stats = profile_requests(app, safe, n, pipeline, path, "tottime", 35, connection)
+        path = os.path.join(out_dir, f"cprofile-{mode}-inline-tottime.txt")
+        stats = profile_requests(app, safe, n, pipeline, path, "tottime", 35)
         # the report's table is this profile's, the same as the file by own time
         out["top_tottime"] = top_rows(stats, n)
         out["profiled_total_us_per_req"] = round(stats.total_tt / n * 1e6, 2)
-        path = os.path.join(out_dir, f"cprofile-{mode}-served-cumulative.txt")
-        profile_requests(app, safe, n, pipeline, path, "cumulative", 60, connection)
+        path = os.path.join(out_dir, f"cprofile-{mode}-inline-cumulative.txt")
+        profile_requests(app, safe, n, pipeline, path, "cumulative", 60)
         try:
             from pyinstrument import Profiler
 
-            run = wsgi_calls(app, pushes.make_pushes(n, safe), pipeline, connection)
+            run = wsgi_calls(app, pushes.make_pushes(n, safe), pipeline)
             profiler = Profiler(interval=0.0002)
             gc.collect()
             profiler.start()
             run()
             profiler.stop()
             check_bodies(run, safe, project=True)
-            with open(os.path.join(out_dir, f"pyinstrument-{mode}-served.txt"), "w") as f:
+            with open(os.path.join(out_dir, f"pyinstrument-{mode}-inline.txt"), "w") as f:
                 f.write(profiler.output_text(unicode=False, color=False, show_all=False))
         except ImportError:
             pass
     finally:
-        connection.close()
-    # the pool path: the delivery's thread waits in the run's Latch while the pool thread works
-    path = os.path.join(out_dir, f"cprofile-{mode}-pool-cumulative.txt")
-    stats = profile_requests(app, safe, n, pipeline, path, "cumulative", 60)
-    out["pool_wait_us_per_req"] = waiting_us(stats, n)
-    out["pool_profiled_total_us_per_req"] = round(stats.total_tt / n * 1e6, 2)
+        front.pipeline = real
+        stop_pool(pipeline)
     return out
 
 
@@ -640,7 +614,7 @@ def main() -> None:
 
     n = args.pushes
     result = {"pushes": n, "passes": PASSES}
-    with tempfile.TemporaryDirectory(prefix="wechat-prof-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="wechat-prof-", ignore_cleanup_errors=True) as tmp:
         for safe in (False, True):
             mode = "safe" if safe else "plaintext"
             st, held_looks = stages(tmp, safe, n)

@@ -19,8 +19,9 @@ LABELS = {
 FLAT_LIMIT = 1.10  # "flat": the 1,000,000-key cost at most 10 % above the 1-key cost
 # profile_project.py's names for the whole requests and the hand-off
 SERVED = "project WSGI request (as served)"
-POOL = "project WSGI request, pool path"
-HANDOFF = "the hand-off where it remains (pool path - as served)"
+HANDOFF = "thread hand-off in situ (as served - inline)"
+# a name only the runs whose served path ran the handlers on the delivery's thread have
+OLD_POOL = "project WSGI request, pool path"
 
 
 def disturbance(run: dict) -> float:
@@ -406,12 +407,12 @@ def markdown(results: dict) -> str:
             "",
             "verify + parse + dispatch + render (+ decrypt and encrypt in safe mode), each library through its own "
             "API; wechatpy's is `check_signature` + `parse_message` + `create_reply(...).render()` (+ "
-            "`WeChatCrypto`). The project is `Pipeline.handle` on the path the server takes under gunicorn "
-            "(the delivery has an `answer_early`, as `CallbackFront` gives it): its SQLite journal (the claim "
-            "before the handlers, one `INSERT ... RETURNING` that also says whether a reply is held; the outcome "
-            "put off and written with others in one `finish_pushes` transaction, the last batch inside the "
-            "timing) and its handlers on the delivery's own thread, under a watchdog watch that would answer at "
-            "the deadline (a push that reached it would make the run invalid); a fresh store every run.",
+            "`WeChatCrypto`). The project is `Pipeline.handle`, the path the server takes (`CallbackFront`, in "
+            "front of Flask, calls it for every delivery): its SQLite journal (the claim before the handlers, one "
+            "`INSERT ... RETURNING` that also says whether a reply is held; the outcome put off by the pool thread "
+            "and written with others in one `finish_pushes` transaction, the last batch inside the timing) and its "
+            "handlers in the app's `Pool` while the delivery waits on the run's `Latch`, as served; a fresh store "
+            "every run.",
             "",
             "| mode | library | pushes/s | µs/push | project / this | runs (pushes/s) |",
             "|---|---|---:|---:|---:|---|",
@@ -503,6 +504,7 @@ def markdown(results: dict) -> str:
                 ("the bare WSGI callable", bare_wsgi) if bare_wsgi is not None else ("bare Flask", bare_flask)
             )
             extra = served - base
+            older_here = OLD_POOL in w  # a run whose served path ran the handlers on the delivery's thread
 
             def stage(*names):
                 return sum(val for key, val in st.items() if key.startswith(names))
@@ -521,13 +523,13 @@ def markdown(results: dict) -> str:
                     ),
                 ),  # (the last two: older runs' stage names)
                 (
+                    "the thread hand-off (handle as served - handle with the runs inline)",
+                    hd.get(HANDOFF, 0),
+                ),
+                (  # older runs only, whose served path ran the handlers on the delivery's thread
                     "the run on the delivery's thread (Runner.start(here=True), the watchdog's watch, run_here, "
                     "Watch.take)",
                     stage("run on the delivery's thread"),
-                ),
-                (  # older runs, whose served path was the pool's
-                    "the thread hand-off (handle as served - handle with the runs inline)",
-                    hd.get("thread hand-off in situ (as served - inline)", 0),
                 ),
                 ("safe-mode decrypt + seal", stage("Pipeline._decrypt", "crypto.seal")),
                 ("XML parse + typed push", stage("parse_xml", "parse_push")),
@@ -542,8 +544,8 @@ def markdown(results: dict) -> str:
                 + (
                     "no server; the project's environ has a `gunicorn.socket`, so its front takes the served path, "
                     "except on the pool path"
-                    if SERVED in w
-                    else "no server, no sockets"  # older runs
+                    if older_here
+                    else "no server, no sockets"
                 )
                 + "), median µs: "
                 + ", ".join(f"{k} **{val}**" for k, val in w.items())
@@ -561,20 +563,10 @@ def markdown(results: dict) -> str:
                 f"Where the project's **{extra:.0f} µs** over {base_name} go (approximately; stages timed alone): "
                 + "; ".join(f"{name} {val:.0f} µs ({val / extra:.0%})" for name, val in parts)
                 + f"; the rest, {rest:.0f} µs ({rest / extra:.0%}), is the front's and the pipeline's own "
-                "handling around them (environ to Delivery, body read, answer_push and _run_here, the reply "
-                "restamped, Answer to response, metrics and the log line).",
+                "handling around them (environ to Delivery, body read, answer_push and _wait, the run's "
+                "bookkeeping, Answer to response, metrics and the log line).",
                 "",
             ]
-            pool = w.get(POOL)
-            handoff = hd.get(HANDOFF)
-            if pool is not None and handoff is not None:
-                out += [
-                    "Where the hand-off remains (servers that cannot answer a delivery from another thread, the "
-                    "test client, replay: the handlers in the app's pool, the delivery waiting on the run's "
-                    f"`Latch`), it costs **{handoff:+.0f} µs** a push in `Pipeline.handle` (pool path - as served) "
-                    f"and **{pool - served:+.0f} µs** a whole WSGI request.",
-                    "",
-                ]
             out += [
                 "| stage (each push through all, in the pipeline's order; each call timed) | µs/push |",
                 "|---|---:|",
@@ -584,32 +576,40 @@ def markdown(results: dict) -> str:
                 out += [
                     "",
                     f"Claims that said a reply may be held (so `take_held` ran): {p['held_looks']} of "
-                    f"{prof.get('pushes', '?')} pushes in a pass. The run-on-the-delivery's-thread stage is a run "
-                    "that does nothing on a Runner of the app's kind (its app context), registered with "
-                    "`Runner.start(here=True)`, watched by the runner's watchdog, run by `run_here` and its watch "
-                    "taken, in its place in the order; the put-off outcomes are written as the lease thread does, "
-                    "every 0.5 s in one `finish_pushes` transaction, whose cost is divided by the pushes.",
+                    f"{prof.get('pushes', '?')} pushes in a pass.",
                 ]
+                if not older_here:
+                    out[-1] += (
+                        " The thread hand-off stage is a run that does nothing on a Runner of the app's kind (its "
+                        "`Pool`, its app context), started and waited on in its place in the order; the put-off "
+                        "outcomes are written as the lease thread does, every 0.5 s in one `finish_pushes` "
+                        "transaction, whose cost is divided by the pushes."
+                    )
             if hd:
                 out += [
                     "",
-                    "| Pipeline.handle end to end (until every put-off outcome is written): as served, on the pool "
-                    "path, and the hand-off where it remains | µs/push |",
+                    "| Pipeline.handle end to end (until every put-off outcome is written), and the hand-off "
+                    "in place | µs/push |",
                     "|---|---:|",
                 ]
                 out += [f"| {k} | {val} |" for k, val in hd.items()]
-            if p.get("pool_wait_us_per_req") is not None:
+            wait = p.get("served_wait_us_per_req")
+            if wait is not None:
                 out += [
                     "",
-                    f"Under cProfile, on the pool path, the delivery's thread spends {p['pool_wait_us_per_req']} µs "
-                    "per request in the run's `Latch.wait` while the pool thread runs the handlers (cProfile slows the "
-                    "pool thread too: a relative figure); as served nothing waits, the handlers being on the "
-                    "delivery's thread.",
+                    f"Under cProfile, as served, the delivery's thread spends {wait} µs per request in the run's "
+                    "`Latch.wait` while the pool thread runs the handlers (cProfile slows the pool thread too: a "
+                    "relative figure).",
                 ]
             out += [
                 "",
-                "Top functions by own time under cProfile (WSGI requests as served: every step on the delivery's "
-                "thread, so every step shows; cProfile inflates small calls):",
+                "Top functions by own time under cProfile ("
+                + (
+                    "WSGI requests as served: every step on the delivery's thread"
+                    if older_here
+                    else "WSGI requests with the runs inline, so that the pool thread's work shows"
+                )
+                + "; cProfile inflates small calls):",
                 "",
                 "| function | calls/req | own µs/req | cum µs/req | share |",
                 "|---|---:|---:|---:|---:|",
@@ -623,8 +623,9 @@ def markdown(results: dict) -> str:
             if ip:
                 out += [
                     "",
-                    f"`Pipeline.handle` alone, as served (what the in-process benchmark times, no front, no Flask): "
-                    f"{ip['us_per_push_unprofiled']} µs/push unprofiled; top functions by own time under cProfile "
+                    f"`Pipeline.handle` alone (what the in-process benchmark times, no front, no Flask): "
+                    f"{ip['us_per_push_unprofiled']} µs/push unprofiled, as served; top functions by own time under "
+                    f"cProfile, {'as served' if older_here else 'runs inline'} "
                     f"({ip['profiled_total_us_per_req']} µs/push profiled):",
                     "",
                     "| function | calls/push | own µs/push | cum µs/push | share |",
