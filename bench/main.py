@@ -213,6 +213,11 @@ def scale_http_phase(args, results: dict, workdir: str, deadline: float) -> None
     results["scale_http"]["big_store"] = big
 
 
+def on_core_0(script: str, *args: str) -> list[str]:
+    """The command that runs bench/``script`` with this interpreter, pinned to CPU 0 (one core, as measured)."""
+    return ["taskset", "-c", "0", sys.executable, os.path.join(BENCH, script), *args]
+
+
 def run_child(label: str, cmd: list[str], results: dict) -> int:
     log(f"{label}: {' '.join(shlex.quote(c) for c in cmd)}")
     results.setdefault("commands", []).append(" ".join(shlex.quote(c) for c in cmd))
@@ -296,12 +301,8 @@ def main() -> None:
             scale_http_phase(args, results, workdir, deadline + 3 * 60)
         if "inprocess" not in args.skip:
             inproc_json = os.path.join(workdir, "inprocess.json")
-            cmd = [
-                "taskset",
-                "-c",
-                "0",
-                sys.executable,
-                os.path.join(BENCH, "inprocess.py"),
+            cmd = on_core_0(
+                "inprocess.py",
                 "--out",
                 inproc_json,
                 "--pushes",
@@ -310,7 +311,7 @@ def main() -> None:
                 str(args.scale_keys),
                 "--scale-pushes",
                 str(max(500, args.inproc_pushes // 2)),
-            ]
+            )
             if args.quick:
                 cmd += ["--runs", "3", "--parse-repeat", "1000"]
             big = results.get("scale_http", {}).get("big_store")
@@ -324,17 +325,13 @@ def main() -> None:
         results["targets"] = targets
         missed = [t for t in targets if t["met"] is False]
         if "profile" not in args.skip and (args.profile == "always" or (args.profile == "auto" and missed)):
-            cmd = [
-                "taskset",
-                "-c",
-                "0",
-                sys.executable,
-                os.path.join(BENCH, "profile_project.py"),
+            cmd = on_core_0(
+                "profile_project.py",
                 "--out-dir",
                 profile_dir,
                 "--pushes",
                 str(args.inproc_pushes),
-            ]
+            )
             if args.quick:
                 cmd += ["--passes", "3"]
             sysstat.wait_quiet(max_wait=args.quiet_wait)

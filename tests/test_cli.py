@@ -242,6 +242,8 @@ def test_mass_send_to_one_openid_is_refused_before_any_call(fake, wechat, write)
         (["--tag", "2", "--all", "--text", "hi"], "exactly one of --tag ID, --all, --openids FILE"),
         (["--tag", "2"], "exactly one of --text, --mpnews"),
         (["--tag", "2", "--text", "hi", "--image", "M1"], "exactly one of --text, --mpnews"),
+        (["--tag", "1", "--group", "1", "--text", "x"], "exactly one of --tag ID, --all, --openids FILE"),
+        (["--all", "--image", "M", "--title", "t"], "--title and --description go only with --mpvideo"),
     ],
 )
 def test_mass_send_needs_one_target_and_one_content(fake, wechat, args, message):

@@ -139,19 +139,6 @@ def test_a_mass_card_and_the_old_group_filter(wechat, fake):
     )
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--all", "--image", "M", "--title", "t"], "--title and --description go only with --mpvideo"),
-        (["--tag", "1", "--group", "1", "--text", "x"], "exactly one of --tag ID, --all, --openids FILE"),
-    ],
-)
-def test_mass_send_usage_errors(wechat, fake, args, message):
-    result = wechat("mass", "send", *args)
-    assert result.exit_code == 2 and message in result.output
-    assert fake.requests == []
-
-
 def test_preview_to_an_openid_or_a_wechat_id_records_no_job(wechat, fake):
     output = ok(wechat("mass", "preview", "--openid", ALICE, "--text", "预览"))
     assert re.fullmatch(rf"previewed text to {ALICE} \(msg_id \d+\)\n", output)
