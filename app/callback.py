@@ -11,7 +11,6 @@ for an answer that must not reach WeChat, lets the connection go without one.
 
 from __future__ import annotations
 
-import logging
 import socket
 import time
 from collections.abc import Callable, Iterable
@@ -22,8 +21,6 @@ from werkzeug.wsgi import get_input_stream
 from .allowlist import caller_address
 from .pipeline import Answer, Delivery, Pipeline
 from .verify import Refusal
-
-log = logging.getLogger(__name__)
 
 WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
 
