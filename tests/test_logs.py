@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,22 @@ def test_under_gunicorn_the_text_format_is_the_default(tmp_path):
     access = access_log.read_text()
     assert '"POST /wechat HTTP/1.1" 200 ' in access
     assert OPENID not in access and "signature" not in access
+
+
+def test_a_line_shows_the_time_it_was_logged_though_each_second_is_formatted_once():
+    """The text format writes each line's time as logging's own formatter does, second after second
+    (the second's text is cached); the JSON format writes it in UTC."""
+    from app.logs import JsonFormatter, TextFormatter
+
+    text, reference, as_json = (
+        TextFormatter(),
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"),
+        JsonFormatter(),
+    )
+    start = 1_764_540_000.0  # whole seconds, then steps of 0.3 s across them and back
+    for created in [start + step * 0.3 for step in range(12)] + [start + 0.999, start - 3600.5, start + 86_400.25]:
+        record = logging.LogRecord("app.push", logging.INFO, __file__, 1, "push %s", ("text",), None)
+        record.created, record.msecs = created, (created - int(created)) * 1000
+        assert text.format(record) == reference.format(record)
+        expected = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(record.msecs):03d}Z"
+        assert json.loads(as_json.format(record))["time"] == expected
