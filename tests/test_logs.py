@@ -163,3 +163,18 @@ def test_a_line_shows_the_time_it_was_logged_though_each_second_is_formatted_onc
         assert text.format(record) == reference.format(record)
         expected = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(record.msecs):03d}Z"
         assert json.loads(as_json.format(record))["time"] == expected
+
+
+def test_the_push_line_can_be_turned_off_while_metrics_still_count_the_push(app, caplog):
+    """The README's way to go without a line per push: the app.push logger raised above INFO."""
+    from tests.test_metrics import sample, scrape
+
+    push_logger = logging.getLogger("app.push")
+    push_logger.setLevel(logging.WARNING)
+    try:
+        with caplog.at_level(logging.INFO):
+            assert PushClient(app).post(text_push("quiet", from_user=OPENID)).status == 200
+    finally:
+        push_logger.setLevel(logging.NOTSET)
+    assert push_lines(caplog) == []
+    assert sample(scrape(app), "wechat_pushes_total", type="text", outcome="reply") == 1.0
