@@ -170,11 +170,12 @@ def test_the_push_line_can_be_turned_off_while_metrics_still_count_the_push(app,
     from tests.test_metrics import sample, scrape
 
     push_logger = logging.getLogger("app.push")
+    level = push_logger.level
     push_logger.setLevel(logging.WARNING)
     try:
         with caplog.at_level(logging.INFO):
             assert PushClient(app).post(text_push("quiet", from_user=OPENID)).status == 200
     finally:
-        push_logger.setLevel(logging.NOTSET)
+        push_logger.setLevel(level)
     assert push_lines(caplog) == []
     assert sample(scrape(app), "wechat_pushes_total", type="text", outcome="reply") == 1.0
