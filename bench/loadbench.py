@@ -39,6 +39,7 @@ class App:
     chdir: str
     module: str
     expect: str  # what wrk's script checks each body against: "xml" or "success"
+    repo: str = REPO  # the checkout whose gunicorn.conf.py serves it and whose app/ is on the path
 
 
 APPS = {
@@ -132,7 +133,7 @@ class Server:
             "GUNICORN_BIND": f"127.0.0.1:{self.port}",
             **(extra_env or {}),
         }
-        cmd = [GUNICORN, "-c", GUNICORN_CONF, "--chdir", app.chdir, app.module]
+        cmd = [GUNICORN, "-c", os.path.join(app.repo, "gunicorn.conf.py"), "--chdir", app.chdir, app.module]
         if config.server_cpus is not None:
             cmd = ["taskset", "-c", config.server_cpus, *cmd]
         self.cmd = cmd
@@ -148,7 +149,7 @@ class Server:
         self.log = open(self.log_path, "wb")
         # gunicorn.conf.py's worker hooks import app.runs in every worker, the peers' too: the
         # repository is on the path whatever the driver's working directory.
-        path = os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p)
+        path = os.pathsep.join(p for p in (self.app.repo, os.environ.get("PYTHONPATH")) if p)
         env = {**clean_env(), **self.env_settings, "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir, "PYTHONPATH": path}
         self.proc = subprocess.Popen(
             self.cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
