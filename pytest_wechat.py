@@ -37,6 +37,7 @@ only when a test uses one of the fixtures.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -108,15 +109,18 @@ def wechat_settings(tmp_path: Any, wechat_api: RecordingWeChatAPI, wechat_plugin
 
 
 @pytest.fixture
-def wechat_app(wechat_settings: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Flask:
-    """The app under test, built from ``wechat_settings`` and nothing else."""
+def wechat_app(wechat_settings: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
+    """The app under test, built from ``wechat_settings`` and nothing else; its background work
+    (the lease thread) stops when the test ends, so it never touches a store another test uses."""
     _kit()
     for name in list(os.environ):
         if name.startswith("WECHAT_"):
             monkeypatch.delenv(name)
-    from app import create_app
+    from app import create_app, get_state
 
-    return create_app(wechat_settings)
+    app = create_app(wechat_settings)
+    yield app
+    get_state(app).pipeline.runner.stop()
 
 
 @pytest.fixture

@@ -180,8 +180,11 @@ class Runner:
         self._runs: dict[str, Run] = {}
         self._outcomes: dict[str, tuple[str, bytes | None]] = {}  # written later, together
         self._lock = threading.Lock()
-        self._pid = 0
+        self._pid = 0  # the process whose pool and lease thread are running; 0: none
+        self._owner_pid = 0  # the process the owner id, the runs and the put-off outcomes are of
         self._pool: Pool | None = None
+        self._lease_thread: threading.Thread | None = None
+        self._stopping = threading.Event()  # this start's; set by stop()
         _runners.add(self)
         # An app that goes away (or a process that exits) writes what it put off first: unwritten, a
         # push answered in time would look, 3 s later, like a run that died.
@@ -197,12 +200,38 @@ class Runner:
         with self._lock:
             if self._pid == current_pid():
                 return
-            self._runs = {}
-            self._outcomes.clear()  # a forked copy's; the same dict, which the finalizer holds
-            self.owner = f"{socket.gethostname()}:{current_pid()}:{secrets.token_hex(4)}"
+            if self._owner_pid != current_pid():  # the first start in this process: nothing of a parent's
+                self._runs = {}
+                self._outcomes.clear()  # a forked copy's; the same dict, which the finalizer holds
+                self.owner = f"{socket.gethostname()}:{current_pid()}:{secrets.token_hex(4)}"
+                self._owner_pid = current_pid()
             self._pool = Pool(self.pool_size, "wechat-run")
             self._pid = current_pid()  # before the thread starts: it runs while this holds
-            threading.Thread(target=_keep_leases, args=(weakref.ref(self), self._pid), daemon=True).start()
+            self._stopping = threading.Event()
+            self._lease_thread = threading.Thread(
+                target=_keep_leases, args=(weakref.ref(self), self._pid, self._stopping), daemon=True
+            )
+            self._lease_thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """End this process's pool and lease thread, once the put-off outcomes are written; the next
+        push starts them again.
+
+        For a process that is done with the app while the app lives on, as a test is: its lease
+        thread would otherwise go on looking in a store that later tests share, and take what
+        they wait for (an expired hold is reported once).  A server's workers never call it.
+        """
+        with self._lock:
+            if self._pid != current_pid():
+                return
+            self._pid = 0
+            self._stopping.set()
+            thread, pool = self._lease_thread, self._pool
+        if thread is not None:
+            thread.join(timeout)
+        if pool is not None:
+            pool.shutdown(wait=False)
+        self.write_outcomes()
 
     def owner_id(self) -> str:
         self._ensure_started()
@@ -289,15 +318,15 @@ class Runner:
             return list(self._runs.values())
 
 
-def _keep_leases(ref: weakref.ref[Runner], pid: int) -> None:
+def _keep_leases(ref: weakref.ref[Runner], pid: int, stopping: threading.Event) -> None:
     """Every second: renew the leases of this process's runs, and look for runs lost elsewhere;
     every ``WRITE_EVERY``: write the outcomes fast runs put off.
 
     It holds its runner weakly and ends with it (an app that is gone, as in a test
-    process that builds many), or with a fork.
+    process that builds many), with a fork, or when the runner is stopped.
     """
     renewed = 0.0
-    while (runner := ref()) is not None and runner._pid == pid:
+    while (runner := ref()) is not None and runner._pid == pid and not stopping.is_set():
         started = time.monotonic()
         runner.write_outcomes()
         if started - renewed >= RENEW_EVERY:
@@ -317,7 +346,7 @@ def _keep_leases(ref: weakref.ref[Runner], pid: int) -> None:
                 except Exception as exc:
                     _throttle.log(log, logging.WARNING, "lapsed", "cannot look for lost runs: %s", exc)
         del runner
-        time.sleep(max(0.0, WRITE_EVERY - (time.monotonic() - started)))
+        stopping.wait(max(0.0, WRITE_EVERY - (time.monotonic() - started)))
 
 
 def _write_outcomes(
@@ -371,6 +400,12 @@ def start_runners() -> None:
     """
     for runner in list(_runners):
         runner.start_background()
+
+
+def stop_runners() -> None:
+    """Stop every runner in this process (see :meth:`Runner.stop`): for a test run, between tests."""
+    for runner in list(_runners):
+        runner.stop()
 
 
 def drain(timeout: float) -> None:

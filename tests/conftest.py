@@ -40,6 +40,17 @@ def make_app_at(store_path: str, **overrides: object):
     return create_app(config)
 
 
+@pytest.fixture(autouse=True)
+def stop_apps_after_each_test():
+    """Every app a test built stops its lease thread when the test ends: otherwise it goes on
+    sweeping, renewing and looking for lost runs in a store later tests share (the session's
+    Redis), and takes what they wait for."""
+    yield
+    from app.runs import stop_runners
+
+    stop_runners()
+
+
 @pytest.fixture
 def app(tmp_path):
     return make_app(tmp_path)
