@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from app import create_app
+from app.runs import stop_runners
 from app.testing import PushClient
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -46,8 +47,6 @@ def stop_apps_after_each_test():
     sweeping, renewing and looking for lost runs in a store later tests share (the session's
     Redis), and takes what they wait for."""
     yield
-    from app.runs import stop_runners
-
     stop_runners()
 
 
